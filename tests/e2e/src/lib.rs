@@ -1,0 +1,1 @@
+//! End-to-end tests through a real Envoy live in tests/.
