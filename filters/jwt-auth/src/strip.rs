@@ -1,0 +1,53 @@
+//! Which inbound headers claim identity or routing, and so must never come from a caller.
+
+/// Exact names that only Bulkhead may set.
+const RESERVED: [&str; 3] = ["x-org-id", "x-model-version", "x-data-plane"];
+/// Prefixes that only Bulkhead may set.
+const RESERVED_PREFIXES: [&str; 2] = ["x-tenant-", "x-bulkhead-"];
+
+/// The set of header names removed from every request before anything else happens.
+#[derive(Clone, Debug)]
+pub struct StripRule {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl StripRule {
+    /// `tenant_header` and `extra` are added to the built-in names (all lower-cased).
+    pub fn new(tenant_header: &str, extra: &[String], extra_prefixes: &[String]) -> Self {
+        let mut exact: Vec<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+        exact.push(tenant_header.to_ascii_lowercase());
+        exact.extend(extra.iter().map(|s| s.to_ascii_lowercase()));
+        let mut prefixes: Vec<String> = RESERVED_PREFIXES.iter().map(|s| s.to_string()).collect();
+        prefixes.extend(extra_prefixes.iter().map(|s| s.to_ascii_lowercase()));
+        StripRule { exact, prefixes }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let n = name.to_ascii_lowercase();
+        self.exact.iter().any(|e| *e == n) || self.prefixes.iter().any(|p| n.starts_with(p.as_str()))
+    }
+
+    /// Names in `present` that must go.
+    pub fn select(&self, present: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = present.iter().filter(|n| self.matches(n)).cloned().collect();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_identity_and_routing_headers_only() {
+        let r = StripRule::new("X-Org-Id", &["x-forwarded-org".into()], &[]);
+        for n in ["x-org-id", "X-Tenant-Tier", "x-tenant-region", "x-model-version", "x-data-plane", "x-forwarded-org", "x-bulkhead-trace"] {
+            assert!(r.matches(n), "{n}");
+        }
+        for n in ["authorization", "x-request-id", "x-tenantless", "host"] {
+            assert!(!r.matches(n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! proxy-wasm glue: the root context parses the config once and owns the timer and
+//! JWKS fetches; each HTTP context asks [`Auth`] for a decision and applies it.
+
+use crate::auth::{Auth, Decision};
+use crate::config::Settings;
+use crate::host::{RequestHeaders, SharedData};
+use crate::reply;
+use bulkhead_jwt::Rejection;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|id| Box::new(Root { id, state: None }));
+}}
+
+const TICK: Duration = Duration::from_secs(1);
+
+/// Counters exported as Envoy stats (`wasmcustom.jwt_auth.*`).
+struct Metrics {
+    allowed: u32,
+    cache_hits: u32,
+    missing: u32,
+    invalid: u32,
+    tenant: u32,
+    unavailable: u32,
+    jwks_ok: u32,
+    jwks_failed: u32,
+}
+
+impl Metrics {
+    fn define() -> Option<Metrics> {
+        let c = |n: &str| hostcalls::define_metric(MetricType::Counter, &format!("jwt_auth.{n}")).ok();
+        Some(Metrics {
+            allowed: c("allowed")?,
+            cache_hits: c("cache_hits")?,
+            missing: c("denied_missing")?,
+            invalid: c("denied_invalid")?,
+            tenant: c("denied_tenant")?,
+            unavailable: c("unavailable")?,
+            jwks_ok: c("jwks_fetch_ok")?,
+            jwks_failed: c("jwks_fetch_failed")?,
+        })
+    }
+}
+
+fn bump(id: u32) {
+    let _ = hostcalls::increment_metric(id, 1);
+}
+
+/// Per-worker state shared between the root and HTTP contexts (same thread, so Rc).
+struct State {
+    auth: Auth,
+    metrics: Option<Metrics>,
+    /// Parked requests: (context id, provider, parked at ms).
+    parked: Vec<(u32, usize, u64)>,
+    /// Outstanding fetches: (callout token, provider).
+    fetches: Vec<(u32, usize)>,
+}
+
+type Shared = Rc<RefCell<State>>;
+
+struct Root {
+    id: u32,
+    state: Option<Shared>,
+}
+
+struct ProxyShared;
+
+impl SharedData for ProxyShared {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(v), Some(cas))) => Some((v, cas)),
+            _ => None,
+        }
+    }
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+}
+
+/// Request headers of the effective context.
+struct ProxyHeaders;
+
+impl RequestHeaders for ProxyHeaders {
+    fn names(&self) -> Vec<String> {
+        hostcalls::get_map(MapType::HttpRequestHeaders)
+            .map(|m| m.into_iter().map(|(k, _)| k).collect())
+            .unwrap_or_default()
+    }
+    fn get(&self, name: &str) -> Option<String> {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+    }
+    fn remove(&mut self, name: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+    }
+    fn set(&mut self, name: &str, value: &str) {
+        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
+    }
+}
+
+fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn send_rejection(state: &State, r: &Rejection) {
+    if let Some(m) = &state.metrics {
+        bump(match r {
+            Rejection::Missing(_) => m.missing,
+            Rejection::Invalid(_) | Rejection::UnknownKey { .. } => m.invalid,
+            Rejection::Tenant(_) => m.tenant,
+            Rejection::NoKeys { .. } => m.unavailable,
+        });
+    }
+    let rep = reply::rejection(r, &state.auth.settings.realm);
+    let headers: Vec<(&str, &str)> = rep.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _ = hostcalls::send_http_response(rep.status, headers, Some(rep.body.as_bytes()));
+}
+
+fn count_allow(state: &State, cached: bool) {
+    if let Some(m) = &state.metrics {
+        bump(m.allowed);
+        if cached {
+            bump(m.cache_hits);
+        }
+    }
+}
+
+/// Dispatches a JWKS fetch for `provider` from the calling context.
+fn dispatch_fetch(ctx: &dyn Context, state: &mut State, provider: usize) -> bool {
+    let now = now_ms();
+    let Some(rk) = state.auth.remote_mut(provider) else {
+        return false;
+    };
+    let cfg = rk.config().clone();
+    let authority = cfg.authority.clone().unwrap_or_else(|| cfg.cluster.clone());
+    let headers = vec![
+        (":method", "GET"),
+        (":path", cfg.path.as_str()),
+        (":authority", authority.as_str()),
+        ("accept", "application/json"),
+    ];
+    match ctx.dispatch_http_call(&cfg.cluster, headers, None, vec![], Duration::from_millis(cfg.timeout_ms)) {
+        Ok(token) => {
+            state.fetches.push((token, provider));
+            true
+        }
+        Err(e) => {
+            rk.on_dispatch_failed(now);
+            log_warn(&format!("jwt-auth: JWKS fetch for provider {provider} not dispatched: {e:?}"));
+            false
+        }
+    }
+}
+
+fn log_warn(msg: &str) {
+    let _ = hostcalls::log(LogLevel::Warn, msg);
+}
+
+/// Handles a fetch answer delivered to any context, then settles parked requests.
+fn on_fetch_answer(state: &Shared, token: u32, body_size: usize, num_headers: usize) {
+    let mut st = state.borrow_mut();
+    let Some(pos) = st.fetches.iter().position(|(t, _)| *t == token) else {
+        return;
+    };
+    let (_, provider) = st.fetches.swap_remove(pos);
+    let status = if num_headers == 0 {
+        None
+    } else {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok())
+    };
+    let cache_control = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "cache-control").ok().flatten();
+    let body = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let now = now_ms();
+    let result = st
+        .auth
+        .remote_mut(provider)
+        .map(|rk| rk.on_response(now, status, cache_control.as_deref(), &body, &ProxyShared));
+    let ok = matches!(result, Some(Ok(_)));
+    if let Some(m) = &st.metrics {
+        bump(if ok { m.jwks_ok } else { m.jwks_failed });
+    }
+    if let Some(Err(e)) = result {
+        log_warn(&format!("jwt-auth: provider {provider}: {e}; keeping the last good keys"));
+    }
+    drop(st);
+    settle_parked(state, Some(provider), now);
+}
+
+/// Re-decides parked requests (of `provider`, or all stale ones) and resumes or answers them.
+fn settle_parked(state: &Shared, provider: Option<usize>, now: u64) {
+    let mut st = state.borrow_mut();
+    let (ready, keep): (Vec<_>, Vec<_>) = st.parked.drain(..).partition(|(_, p, since)| {
+        provider == Some(*p) || now.saturating_sub(*since) > 5_000
+    });
+    st.parked = keep;
+    for (ctx, _, _) in ready {
+        if hostcalls::set_effective_context(ctx).is_err() {
+            continue; // the stream is gone
+        }
+        match st.auth.on_request(&mut ProxyHeaders, now, &ProxyShared, false) {
+            Decision::Allow { cached, .. } => {
+                count_allow(&st, cached);
+                let _ = hostcalls::resume_http_request();
+            }
+            Decision::Deny(r) => send_rejection(&st, &r),
+            Decision::Park { provider, .. } => send_rejection(&st, &Rejection::NoKeys { provider }),
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(s) = &self.state {
+            on_fetch_answer(s, token, body_size, num_headers);
+            let _ = hostcalls::set_effective_context(self.id);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Settings::parse(&bytes) {
+            Ok(settings) => {
+                let scope = hostcalls::get_property(vec!["plugin_name"])
+                    .ok()
+                    .flatten()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_else(|| "jwt".into());
+                self.state = Some(Rc::new(RefCell::new(State {
+                    auth: Auth::new(settings, &scope),
+                    metrics: Metrics::define(),
+                    parked: Vec::new(),
+                    fetches: Vec::new(),
+                })));
+                self.set_tick_period(TICK);
+                true
+            }
+            Err(e) => {
+                let _ = hostcalls::log(LogLevel::Critical, &format!("jwt-auth: {e}"));
+                false
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let Some(state) = self.state.clone() else { return };
+        let now = now_ms();
+        {
+            let mut st = state.borrow_mut();
+            let providers: Vec<usize> = st.auth.remote_providers().collect();
+            for p in providers {
+                let claimed = st.auth.remote_mut(p).is_some_and(|rk| rk.on_tick(now, &ProxyShared));
+                if claimed {
+                    dispatch_fetch(self, &mut st, p);
+                }
+            }
+        }
+        // Keys may have been adopted from another worker; parked requests re-decide.
+        let providers: Vec<usize> = state.borrow().parked.iter().map(|(_, p, _)| *p).collect();
+        for p in providers {
+            let ready = state.borrow_mut().auth.remote_mut(p).is_some_and(|rk| !rk.in_flight() && rk.keys().is_some());
+            if ready {
+                settle_parked(&state, Some(p), now);
+            }
+        }
+        settle_parked(&state, None, now);
+        let _ = hostcalls::set_effective_context(self.id);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            id: context_id,
+            state: self.state.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    id: u32,
+    state: Option<Shared>,
+}
+
+impl Context for Stream {
+    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(s) = &self.state {
+            on_fetch_answer(s, token, body_size, num_headers);
+            let _ = hostcalls::set_effective_context(self.id);
+        }
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            // No valid configuration: fail closed.
+            let _ = hostcalls::send_http_response(503, vec![], Some(b"{\"error\":\"not_configured\"}"));
+            return Action::Pause;
+        };
+        let now = now_ms();
+        let mut st = state.borrow_mut();
+        match st.auth.on_request(&mut ProxyHeaders, now, &ProxyShared, true) {
+            Decision::Allow { cached, .. } => {
+                count_allow(&st, cached);
+                Action::Continue
+            }
+            Decision::Deny(r) => {
+                send_rejection(&st, &r);
+                Action::Pause
+            }
+            Decision::Park { provider, fetch } => {
+                if fetch && !dispatch_fetch(self, &mut st, provider) {
+                    send_rejection(&st, &Rejection::NoKeys { provider });
+                    return Action::Pause;
+                }
+                st.parked.push((self.id, provider, now));
+                Action::Pause
+            }
+        }
+    }
+}
+

@@ -1,0 +1,5 @@
+//! The Bulkhead host. For now: the developer tools behind `make run` and `make token`
+//! (a local dev issuer, an echo upstream, Envoy config rendering). The data plane
+//! (`bulkhead serve`) lands with the host issue.
+
+pub mod dev;
