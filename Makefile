@@ -6,7 +6,7 @@ CARGO ?= cargo
 PYTHON ?= python3
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/release
-FILTERS := jwt-auth-filter
+FILTERS := jwt-auth-filter rate-limit-filter
 ORG ?=
 
 .PHONY: run test deps wasm build lint unit e2e token bench-edge clean
