@@ -7,10 +7,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "bulkhead", version, about = "Bulkhead: tenant isolation for multi-tenant ML")]
+#[command(
+    name = "bulkhead",
+    version,
+    about = "Bulkhead: tenant isolation for multi-tenant ML"
+)]
 struct Cli {
     /// Local state (dev issuer key, rendered configs).
-    #[arg(long, global = true, env = "BULKHEAD_STATE_DIR", default_value = ".bulkhead")]
+    #[arg(
+        long,
+        global = true,
+        env = "BULKHEAD_STATE_DIR",
+        default_value = ".bulkhead"
+    )]
     state_dir: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
@@ -53,7 +62,9 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cli = Cli::parse();
     let dev_dir = cli.state_dir.join("dev");
@@ -64,8 +75,13 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(echo::serve(listen))?;
         }
-        Cmd::EnvoyConfig { template, vars, out } => {
-            let tpl = std::fs::read_to_string(&template).with_context(|| format!("reading {}", template.display()))?;
+        Cmd::EnvoyConfig {
+            template,
+            vars,
+            out,
+        } => {
+            let tpl = std::fs::read_to_string(&template)
+                .with_context(|| format!("reading {}", template.display()))?;
             let jwks = DevIssuer::open(&dev_dir)?.jwks()?.to_string();
             let mut all: Vec<(&str, String)> = vec![("JWKS_JSON", jwks)];
             all.extend(vars.iter().map(|(k, v)| (k.as_str(), v.clone())));

@@ -60,7 +60,11 @@ impl Auth {
     }
 
     pub fn remote_providers(&self) -> impl Iterator<Item = usize> + '_ {
-        self.remote.iter().enumerate().filter(|(_, r)| r.is_some()).map(|(i, _)| i)
+        self.remote
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_some())
+            .map(|(i, _)| i)
     }
 
     pub fn cache(&self) -> &VerifiedCache {
@@ -96,13 +100,27 @@ impl Auth {
         d
     }
 
-    fn decide(&mut self, token: &str, now_ms: u64, shared: &dyn SharedData, may_fetch: bool) -> Decision {
+    fn decide(
+        &mut self,
+        token: &str,
+        now_ms: u64,
+        shared: &dyn SharedData,
+        may_fetch: bool,
+    ) -> Decision {
         let now = now_ms / 1000;
         let key = VerifiedCache::key(token);
         let remote = &self.remote;
-        let generation = |p: usize| remote.get(p).and_then(Option::as_ref).map_or(0, RemoteKeys::generation);
+        let generation = |p: usize| {
+            remote
+                .get(p)
+                .and_then(Option::as_ref)
+                .map_or(0, RemoteKeys::generation)
+        };
         if let Some(v) = self.cache.get(&key, now, generation) {
-            return Decision::Allow { tenant: v.tenant, cached: true };
+            return Decision::Allow {
+                tenant: v.tenant,
+                cached: true,
+            };
         }
         // At most two passes: the second after adopting keys another worker fetched.
         for _ in 0..2 {
@@ -112,7 +130,10 @@ impl Auth {
                     let g = generation_of(&self.remote, v.provider);
                     let tenant = v.tenant.clone();
                     self.cache.put(key, v, g);
-                    return Decision::Allow { tenant, cached: false };
+                    return Decision::Allow {
+                        tenant,
+                        cached: false,
+                    };
                 }
                 Err(Rejection::NoKeys { provider }) => (provider, MissKind::NoKeys),
                 Err(Rejection::UnknownKey { provider }) => (provider, MissKind::UnknownKid),
@@ -133,8 +154,18 @@ impl Auth {
             }
             match rk.on_miss(kind, now_ms, shared) {
                 Miss::Retry => continue,
-                Miss::Fetch => return Decision::Park { provider, fetch: true },
-                Miss::Wait => return Decision::Park { provider, fetch: false },
+                Miss::Fetch => {
+                    return Decision::Park {
+                        provider,
+                        fetch: true,
+                    };
+                }
+                Miss::Wait => {
+                    return Decision::Park {
+                        provider,
+                        fetch: false,
+                    };
+                }
                 Miss::Reject => return Decision::Deny(reject),
             }
         }
@@ -143,7 +174,10 @@ impl Auth {
 }
 
 fn generation_of(remote: &[Option<RemoteKeys>], p: usize) -> u64 {
-    remote.get(p).and_then(Option::as_ref).map_or(0, RemoteKeys::generation)
+    remote
+        .get(p)
+        .and_then(Option::as_ref)
+        .map_or(0, RemoteKeys::generation)
 }
 
 /// `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is case-insensitive).

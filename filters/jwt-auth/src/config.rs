@@ -61,17 +61,32 @@ pub struct Settings {
 impl Settings {
     pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let c: FilterConfig = serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)?;
+        let c: FilterConfig =
+            serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)?;
         if !valid_header_name(&c.tenant_header) {
-            return Err(ConfigError::new("tenant_header", "not a valid lower-case header name"));
+            return Err(ConfigError::new(
+                "tenant_header",
+                "not a valid lower-case header name",
+            ));
         }
-        for (i, h) in c.strip_headers.iter().chain(&c.strip_header_prefixes).enumerate() {
+        for (i, h) in c
+            .strip_headers
+            .iter()
+            .chain(&c.strip_header_prefixes)
+            .enumerate()
+        {
             if !valid_header_name(h) {
-                return Err(ConfigError::new(format!("strip_headers[{i}]"), "not a valid header name"));
+                return Err(ConfigError::new(
+                    format!("strip_headers[{i}]"),
+                    "not a valid header name",
+                ));
             }
         }
         if c.realm.is_empty() || c.realm.contains('"') || c.realm.contains('\\') {
-            return Err(ConfigError::new("realm", "must be non-empty and contain no quotes or backslashes"));
+            return Err(ConfigError::new(
+                "realm",
+                "must be non-empty and contain no quotes or backslashes",
+            ));
         }
         if c.cache_entries > 1_000_000 {
             return Err(ConfigError::new("cache_entries", "at most 1000000"));
@@ -94,8 +109,7 @@ impl Settings {
 
 fn valid_header_name(h: &str) -> bool {
     !h.is_empty()
-        && h
-            .bytes()
+        && h.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -111,11 +125,17 @@ mod tests {
     fn errors_name_the_field() {
         assert_eq!(err("{}").field, "(root)");
         assert!(err("{}").message.contains("providers"));
-        let e = err(r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"inline":{"keys":[]}},"tenant_clam":"x"}]}"#);
+        let e = err(
+            r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"inline":{"keys":[]}},"tenant_clam":"x"}]}"#,
+        );
         assert_eq!(e.field, "providers[0].tenant_clam");
-        let e = err(r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"remote":{"cluster":"idp","path":"jwks"}}}]}"#);
+        let e = err(
+            r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"remote":{"cluster":"idp","path":"jwks"}}}]}"#,
+        );
         assert_eq!(e.field, "providers[0].jwks.remote.path");
-        let e = err(r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"remote":{"cluster":"idp","path":"/j"}}}],"tenant_header":"X Org"}"#);
+        let e = err(
+            r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"remote":{"cluster":"idp","path":"/j"}}}],"tenant_header":"X Org"}"#,
+        );
         assert_eq!(e.field, "tenant_header");
     }
 }

@@ -105,7 +105,11 @@ impl RemoteKeys {
             return false;
         }
         // A short gap: enough that workers ticking in the same second don't all fetch.
-        let gap = if self.keys.is_some() { self.cfg.retry_seconds } else { 1 } * 1000;
+        let gap = if self.keys.is_some() {
+            self.cfg.retry_seconds
+        } else {
+            1
+        } * 1000;
         if self.claim(now_ms, gap, shared) {
             self.in_flight_since_ms = Some(now_ms);
             true
@@ -125,7 +129,10 @@ impl RemoteKeys {
         }
         let gap = match kind {
             // Without any keys nothing can pass: retry quickly.
-            MissKind::NoKeys => self.cfg.retry_seconds.min(self.cfg.unknown_kid_cooldown_seconds),
+            MissKind::NoKeys => self
+                .cfg
+                .retry_seconds
+                .min(self.cfg.unknown_kid_cooldown_seconds),
             MissKind::UnknownKid => self.cfg.unknown_kid_cooldown_seconds,
         } * 1000;
         if self.claim(now_ms, gap, shared) {
@@ -175,7 +182,10 @@ impl RemoteKeys {
                 self.next_refresh_ms = now_ms + ttl * 1000;
                 let doc = encode_doc(now_ms, ttl, body);
                 if shared.set(&self.doc_key, &doc, None) {
-                    self.adopted_cas = shared.get(&self.doc_key).filter(|(b, _)| *b == doc).map(|(_, c)| c);
+                    self.adopted_cas = shared
+                        .get(&self.doc_key)
+                        .filter(|(b, _)| *b == doc)
+                        .map(|(_, c)| c);
                 }
                 Ok(n)
             }
@@ -190,9 +200,10 @@ impl RemoteKeys {
     /// refresh period otherwise.
     pub fn ttl_seconds(&self, cache_control: Option<&str>) -> u64 {
         let max_age = cache_control.and_then(|cc| {
-            cc.split(',')
-                .map(str::trim)
-                .find_map(|d| d.strip_prefix("max-age=").and_then(|v| v.trim_matches('"').parse::<u64>().ok()))
+            cc.split(',').map(str::trim).find_map(|d| {
+                d.strip_prefix("max-age=")
+                    .and_then(|v| v.trim_matches('"').parse::<u64>().ok())
+            })
         });
         match max_age {
             Some(a) => a.clamp(self.cfg.min_refresh_seconds, self.cfg.max_refresh_seconds),
@@ -228,8 +239,12 @@ impl RemoteKeys {
             // First fetch ever: two workers may both win this race once; harmless.
             None => shared.set(&self.claim_key, stamp.as_bytes(), None),
             Some((v, cas)) => {
-                let last: u64 = std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-                now_ms.saturating_sub(last) >= gap_ms && shared.set(&self.claim_key, stamp.as_bytes(), Some(cas))
+                let last: u64 = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                now_ms.saturating_sub(last) >= gap_ms
+                    && shared.set(&self.claim_key, stamp.as_bytes(), Some(cas))
             }
         }
     }

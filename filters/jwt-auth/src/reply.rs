@@ -15,7 +15,10 @@ pub fn rejection(r: &Rejection, realm: &str) -> Reply {
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     match r {
         Rejection::Missing(_) => {
-            headers.push(("www-authenticate".into(), format!("Bearer realm=\"{realm}\"")));
+            headers.push((
+                "www-authenticate".into(),
+                format!("Bearer realm=\"{realm}\""),
+            ));
         }
         Rejection::Invalid(_) | Rejection::UnknownKey { .. } => {
             headers.push((
@@ -45,11 +48,27 @@ mod tests {
     fn challenges_follow_rfc6750() {
         let m = rejection(&Rejection::Missing("no bearer token"), "bulkhead");
         assert_eq!(m.status, 401);
-        assert!(m.headers.contains(&("www-authenticate".into(), "Bearer realm=\"bulkhead\"".into())));
+        assert!(m.headers.contains(&(
+            "www-authenticate".into(),
+            "Bearer realm=\"bulkhead\"".into()
+        )));
         let i = rejection(&Rejection::Invalid("token expired"), "bulkhead");
-        assert!(i.headers.iter().any(|(k, v)| k == "www-authenticate" && v.contains("error=\"invalid_token\"")));
-        assert_eq!(i.body, r#"{"error":"invalid_token","reason":"token expired"}"#);
-        assert_eq!(rejection(&Rejection::Tenant("tenant claim missing"), "b").status, 403);
-        assert_eq!(rejection(&Rejection::NoKeys { provider: 0 }, "b").status, 503);
+        assert!(
+            i.headers
+                .iter()
+                .any(|(k, v)| k == "www-authenticate" && v.contains("error=\"invalid_token\""))
+        );
+        assert_eq!(
+            i.body,
+            r#"{"error":"invalid_token","reason":"token expired"}"#
+        );
+        assert_eq!(
+            rejection(&Rejection::Tenant("tenant claim missing"), "b").status,
+            403
+        );
+        assert_eq!(
+            rejection(&Rejection::NoKeys { provider: 0 }, "b").status,
+            503
+        );
     }
 }

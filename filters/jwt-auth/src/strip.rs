@@ -25,12 +25,16 @@ impl StripRule {
 
     pub fn matches(&self, name: &str) -> bool {
         let n = name.to_ascii_lowercase();
-        self.exact.iter().any(|e| *e == n) || self.prefixes.iter().any(|p| n.starts_with(p.as_str()))
+        self.exact.contains(&n) || self.prefixes.iter().any(|p| n.starts_with(p.as_str()))
     }
 
     /// Names in `present` that must go.
     pub fn select(&self, present: &[String]) -> Vec<String> {
-        let mut out: Vec<String> = present.iter().filter(|n| self.matches(n)).cloned().collect();
+        let mut out: Vec<String> = present
+            .iter()
+            .filter(|n| self.matches(n))
+            .cloned()
+            .collect();
         out.dedup();
         out
     }
@@ -43,7 +47,15 @@ mod tests {
     #[test]
     fn strips_identity_and_routing_headers_only() {
         let r = StripRule::new("X-Org-Id", &["x-forwarded-org".into()], &[]);
-        for n in ["x-org-id", "X-Tenant-Tier", "x-tenant-region", "x-model-version", "x-data-plane", "x-forwarded-org", "x-bulkhead-trace"] {
+        for n in [
+            "x-org-id",
+            "X-Tenant-Tier",
+            "x-tenant-region",
+            "x-model-version",
+            "x-data-plane",
+            "x-forwarded-org",
+            "x-bulkhead-trace",
+        ] {
             assert!(r.matches(n), "{n}");
         }
         for n in ["authorization", "x-request-id", "x-tenantless", "host"] {

@@ -34,7 +34,8 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Option<Metrics> {
-        let c = |n: &str| hostcalls::define_metric(MetricType::Counter, &format!("jwt_auth.{n}")).ok();
+        let c =
+            |n: &str| hostcalls::define_metric(MetricType::Counter, &format!("jwt_auth.{n}")).ok();
         Some(Metrics {
             allowed: c("allowed")?,
             cache_hits: c("cache_hits")?,
@@ -93,7 +94,9 @@ impl RequestHeaders for ProxyHeaders {
             .unwrap_or_default()
     }
     fn get(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name).ok().flatten()
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
     }
     fn remove(&mut self, name: &str) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
@@ -121,7 +124,11 @@ fn send_rejection(state: &State, r: &Rejection) {
         });
     }
     let rep = reply::rejection(r, &state.auth.settings.realm);
-    let headers: Vec<(&str, &str)> = rep.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = rep
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let _ = hostcalls::send_http_response(rep.status, headers, Some(rep.body.as_bytes()));
 }
 
@@ -148,14 +155,22 @@ fn dispatch_fetch(ctx: &dyn Context, state: &mut State, provider: usize) -> bool
         (":authority", authority.as_str()),
         ("accept", "application/json"),
     ];
-    match ctx.dispatch_http_call(&cfg.cluster, headers, None, vec![], Duration::from_millis(cfg.timeout_ms)) {
+    match ctx.dispatch_http_call(
+        &cfg.cluster,
+        headers,
+        None,
+        vec![],
+        Duration::from_millis(cfg.timeout_ms),
+    ) {
         Ok(token) => {
             state.fetches.push((token, provider));
             true
         }
         Err(e) => {
             rk.on_dispatch_failed(now);
-            log_warn(&format!("jwt-auth: JWKS fetch for provider {provider} not dispatched: {e:?}"));
+            log_warn(&format!(
+                "jwt-auth: JWKS fetch for provider {provider} not dispatched: {e:?}"
+            ));
             false
         }
     }
@@ -188,10 +203,14 @@ fn on_fetch_answer(state: &Shared, token: u32, body_size: usize, num_headers: us
             .ok()
             .flatten()
     };
-    let body = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpCallResponseBody, 0, body_size)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let body = hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::HttpCallResponseBody,
+        0,
+        body_size,
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
     let now = now_ms();
     let result = st
         .auth
@@ -202,7 +221,9 @@ fn on_fetch_answer(state: &Shared, token: u32, body_size: usize, num_headers: us
         bump(if ok { m.jwks_ok } else { m.jwks_failed });
     }
     if let Some(Err(e)) = result {
-        log_warn(&format!("jwt-auth: provider {provider}: {e}; keeping the last good keys"));
+        log_warn(&format!(
+            "jwt-auth: provider {provider}: {e}; keeping the last good keys"
+        ));
     }
     drop(st);
     settle_parked(state, Some(provider), now);
@@ -211,15 +232,19 @@ fn on_fetch_answer(state: &Shared, token: u32, body_size: usize, num_headers: us
 /// Re-decides parked requests (of `provider`, or all stale ones) and resumes or answers them.
 fn settle_parked(state: &Shared, provider: Option<usize>, now: u64) {
     let mut st = state.borrow_mut();
-    let (ready, keep): (Vec<_>, Vec<_>) = st.parked.drain(..).partition(|(_, p, since)| {
-        provider == Some(*p) || now.saturating_sub(*since) > 5_000
-    });
+    let (ready, keep): (Vec<_>, Vec<_>) = st
+        .parked
+        .drain(..)
+        .partition(|(_, p, since)| provider == Some(*p) || now.saturating_sub(*since) > 5_000);
     st.parked = keep;
     for (ctx, _, _) in ready {
         if hostcalls::set_effective_context(ctx).is_err() {
             continue; // the stream is gone
         }
-        match st.auth.on_request(&mut ProxyHeaders, now, &ProxyShared, false) {
+        match st
+            .auth
+            .on_request(&mut ProxyHeaders, now, &ProxyShared, false)
+        {
             Decision::Allow { cached, .. } => {
                 count_allow(&st, cached);
                 let _ = hostcalls::resume_http_request();
@@ -231,7 +256,13 @@ fn settle_parked(state: &Shared, provider: Option<usize>, now: u64) {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         if let Some(s) = &self.state {
             on_fetch_answer(s, token, body_size, num_headers);
             let _ = hostcalls::set_effective_context(self.id);
@@ -266,13 +297,18 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(state) = self.state.clone() else { return };
+        let Some(state) = self.state.clone() else {
+            return;
+        };
         let now = now_ms();
         {
             let mut st = state.borrow_mut();
             let providers: Vec<usize> = st.auth.remote_providers().collect();
             for p in providers {
-                let claimed = st.auth.remote_mut(p).is_some_and(|rk| rk.on_tick(now, &ProxyShared));
+                let claimed = st
+                    .auth
+                    .remote_mut(p)
+                    .is_some_and(|rk| rk.on_tick(now, &ProxyShared));
                 if claimed {
                     dispatch_fetch(self, &mut st, p);
                 }
@@ -281,7 +317,11 @@ impl RootContext for Root {
         // Keys may have been adopted from another worker; parked requests re-decide.
         let providers: Vec<usize> = state.borrow().parked.iter().map(|(_, p, _)| *p).collect();
         for p in providers {
-            let ready = state.borrow_mut().auth.remote_mut(p).is_some_and(|rk| !rk.in_flight() && rk.keys().is_some());
+            let ready = state
+                .borrow_mut()
+                .auth
+                .remote_mut(p)
+                .is_some_and(|rk| !rk.in_flight() && rk.keys().is_some());
             if ready {
                 settle_parked(&state, Some(p), now);
             }
@@ -316,7 +356,13 @@ impl Context for Stream {
         true
     }
 
-    fn on_http_call_response(&mut self, token: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         if let Some(s) = &self.state {
             on_fetch_answer(s, token, body_size, num_headers);
             let _ = hostcalls::set_effective_context(self.id);
@@ -328,12 +374,16 @@ impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let Some(state) = self.state.clone() else {
             // No valid configuration: fail closed.
-            let _ = hostcalls::send_http_response(503, vec![], Some(b"{\"error\":\"not_configured\"}"));
+            let _ =
+                hostcalls::send_http_response(503, vec![], Some(b"{\"error\":\"not_configured\"}"));
             return Action::Pause;
         };
         let now = now_ms();
         let mut st = state.borrow_mut();
-        match st.auth.on_request(&mut ProxyHeaders, now, &ProxyShared, true) {
+        match st
+            .auth
+            .on_request(&mut ProxyHeaders, now, &ProxyShared, true)
+        {
             Decision::Allow { cached, .. } => {
                 count_allow(&st, cached);
                 Action::Continue
@@ -353,4 +403,3 @@ impl HttpContext for Stream {
         }
     }
 }
-

@@ -1,6 +1,9 @@
 //! The compiled filter (`jwt_auth_filter.wasm`) in the proxy-wasm harness: frozen clock,
 //! shared data across two worker VMs, JWKS callouts answered by the test.
 
+// Helpers outside #[test] fns are test code too: failing loudly is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use bulkhead_testkit::cases::{self, SPOOFED_HEADERS};
 use bulkhead_testkit::forge;
 use bulkhead_testkit::keys::{self, Alg};
@@ -15,8 +18,11 @@ const NOW: i64 = 1_800_000_000;
 fn wasm() -> &'static PathBuf {
     static W: OnceLock<PathBuf> = OnceLock::new();
     W.get_or_init(|| {
-        proxy_wasm_harness::wasm_module("jwt-auth-filter", &["filters/jwt-auth/src", "filters/jwt-rules/src"])
-            .unwrap()
+        proxy_wasm_harness::wasm_module(
+            "jwt-auth-filter",
+            &["filters/jwt-auth/src", "filters/jwt-rules/src"],
+        )
+        .unwrap()
     })
 }
 
@@ -28,20 +34,30 @@ fn process_at(t: i64) -> Process {
 
 fn worker(p: &Process, config: &Value) -> (Vm, RootId) {
     let mut vm = Vm::load(wasm(), p, VmOptions::default()).unwrap();
-    let root = vm.configure("jwt_auth", config.to_string().as_bytes()).unwrap();
+    let root = vm
+        .configure("jwt_auth", config.to_string().as_bytes())
+        .unwrap();
     (vm, root)
 }
 
 fn send(vm: &mut Vm, root: RootId, headers: &[(&str, &str)]) -> (StreamId, Action) {
     let s = vm.new_http(root).unwrap();
-    let mut all = vec![(":method", "GET"), (":path", "/v1/eta"), (":authority", "edge")];
+    let mut all = vec![
+        (":method", "GET"),
+        (":path", "/v1/eta"),
+        (":authority", "edge"),
+    ];
     all.extend_from_slice(headers);
     let a = vm.request_headers(s, &all, true).unwrap();
     (s, a)
 }
 
 fn body_json(vm: &Vm, s: StreamId) -> Value {
-    let r = vm.stream(s).local_response.as_ref().expect("a local response");
+    let r = vm
+        .stream(s)
+        .local_response
+        .as_ref()
+        .expect("a local response");
     serde_json::from_slice(&r.body).unwrap()
 }
 
@@ -56,23 +72,54 @@ fn token_suite_under_a_frozen_clock() {
         let st = vm.stream(s);
         for (spoofed, _) in SPOOFED_HEADERS {
             if c.expect_tenant.is_none() || spoofed != "x-org-id" {
-                assert!(st.request_header(spoofed).is_none(), "{}: {spoofed} reached upstream", c.name);
+                assert!(
+                    st.request_header(spoofed).is_none(),
+                    "{}: {spoofed} reached upstream",
+                    c.name
+                );
             }
         }
         if c.expect_allowed() {
-            assert_eq!(action, Action::Continue, "{}: {:?}", c.name, st.local_response);
-            assert_eq!(st.request_header_all("x-org-id"), vec![c.expect_tenant.unwrap()], "{}", c.name);
-            assert!(st.request_header("authorization").is_some(), "{}: authorization kept", c.name);
+            assert_eq!(
+                action,
+                Action::Continue,
+                "{}: {:?}",
+                c.name,
+                st.local_response
+            );
+            assert_eq!(
+                st.request_header_all("x-org-id"),
+                vec![c.expect_tenant.unwrap()],
+                "{}",
+                c.name
+            );
+            assert!(
+                st.request_header("authorization").is_some(),
+                "{}: authorization kept",
+                c.name
+            );
         } else {
-            let r = st.local_response.as_ref().unwrap_or_else(|| panic!("{}: not rejected", c.name));
-            assert_eq!(r.status, c.expect_status, "{}: {}", c.name, String::from_utf8_lossy(&r.body));
+            let r = st
+                .local_response
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}: not rejected", c.name));
+            assert_eq!(
+                r.status,
+                c.expect_status,
+                "{}: {}",
+                c.name,
+                String::from_utf8_lossy(&r.body)
+            );
             let b = body_json(&vm, s);
             assert_eq!(b["error"].as_str(), c.expect_error, "{}", c.name);
             if let Some(reason) = c.expect_reason {
                 assert_eq!(b["reason"], reason, "{}", c.name);
             }
             if c.expect_status == 401 {
-                assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer realm=\"bulkhead\"")));
+                assert!(
+                    r.header("www-authenticate")
+                        .is_some_and(|h| h.starts_with("Bearer realm=\"bulkhead\""))
+                );
             }
         }
         vm.finish(s).unwrap();
@@ -80,7 +127,10 @@ fn token_suite_under_a_frozen_clock() {
     let m = |n: &str| p.metric(&format!("jwt_auth.{n}")).unwrap_or(0);
     let allowed = table.iter().filter(|c| c.expect_allowed()).count() as u64;
     assert_eq!(m("allowed"), allowed);
-    assert_eq!(m("allowed") + m("denied_missing") + m("denied_invalid") + m("denied_tenant"), table.len() as u64);
+    assert_eq!(
+        m("allowed") + m("denied_missing") + m("denied_invalid") + m("denied_tenant"),
+        table.len() as u64
+    );
 }
 
 #[test]
@@ -88,10 +138,18 @@ fn skew_boundaries_to_the_second_and_the_cache_respects_exp() {
     let p = process_at(NOW);
     let (mut vm, root) = worker(&p, &cases::filter_config(cases::inline_jwks()));
     let key = keys::key(Alg::EdDSA);
-    let exp_token = format!("Bearer {}", forge::standard(key, cases::ISSUER, "bulkhead".into(), "UA", NOW, NOW + 10));
+    let exp_token = format!(
+        "Bearer {}",
+        forge::standard(key, cases::ISSUER, "bulkhead".into(), "UA", NOW, NOW + 10)
+    );
     // Before exp the second request is served from the cache; exp + skew is the last
     // accepted second (no longer from the cache: an entry never outlives exp); then refused.
-    for (t, ok) in [(NOW + 5, true), (NOW + 5, true), (NOW + 70, true), (NOW + 71, false)] {
+    for (t, ok) in [
+        (NOW + 5, true),
+        (NOW + 5, true),
+        (NOW + 70, true),
+        (NOW + 71, false),
+    ] {
         p.set_time(UNIX_EPOCH + Duration::from_secs(t as u64));
         let (s, a) = send(&mut vm, root, &[("authorization", &exp_token)]);
         assert_eq!(a == Action::Continue, ok, "exp at t={t}");
@@ -102,7 +160,10 @@ fn skew_boundaries_to_the_second_and_the_cache_respects_exp() {
     assert_eq!(p.metric("jwt_auth.cache_hits"), Some(1));
     let nbf_payload = json!({"iss": cases::ISSUER, "aud": "bulkhead", "org_id": "UA", "exp": NOW + 600, "nbf": NOW + 100});
     let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": key.kid});
-    let nbf = format!("Bearer {}", forge::token(key, &header.to_string(), &nbf_payload.to_string()));
+    let nbf = format!(
+        "Bearer {}",
+        forge::token(key, &header.to_string(), &nbf_payload.to_string())
+    );
     for (t, ok) in [(NOW + 39, false), (NOW + 40, true)] {
         p.set_time(UNIX_EPOCH + Duration::from_secs(t as u64));
         let (_, a) = send(&mut vm, root, &[("authorization", &nbf)]);
@@ -118,7 +179,10 @@ fn remote_config() -> Value {
 }
 
 fn good(key: &bulkhead_testkit::TestKey, org: &str) -> String {
-    format!("Bearer {}", forge::standard(key, cases::ISSUER, "bulkhead".into(), org, NOW, NOW + 3600))
+    format!(
+        "Bearer {}",
+        forge::standard(key, cases::ISSUER, "bulkhead".into(), org, NOW, NOW + 3600)
+    )
 }
 
 #[test]
@@ -141,7 +205,13 @@ fn remote_jwks_one_fetch_serves_both_workers_and_parks_requests_meanwhile() {
     assert!(b.pending_http_calls().is_empty());
 
     let body = keys::jwks(&[key]).to_string();
-    a.respond_http_call(calls[0].token, 200, &[("cache-control", "max-age=600")], body.as_bytes()).unwrap();
+    a.respond_http_call(
+        calls[0].token,
+        200,
+        &[("cache-control", "max-age=600")],
+        body.as_bytes(),
+    )
+    .unwrap();
     assert!(a.stream(sa).resumed_request);
     assert_eq!(a.stream(sa).request_header("x-org-id"), Some("UA"));
     // B adopts the published keys on its next tick and resumes its request.
@@ -152,11 +222,18 @@ fn remote_jwks_one_fetch_serves_both_workers_and_parks_requests_meanwhile() {
 
     // A storm of unknown kids inside the cooldown: refused, and no fetch from either.
     for i in 0..40 {
-        let k = keys::alternate(Alg::ES256).with_kid(&format!("storm-{i}"));
-        let vm = if i % 2 == 0 { (&mut a, ra) } else { (&mut b, rb) };
+        let k = keys::alternate(Alg::ES256).with_kid(format!("storm-{i}"));
+        let vm = if i % 2 == 0 {
+            (&mut a, ra)
+        } else {
+            (&mut b, rb)
+        };
         let (s, act) = send(vm.0, vm.1, &[("authorization", &good(&k, "UA"))]);
         assert_eq!(act, Action::Pause);
-        assert_eq!(vm.0.stream(s).local_response.as_ref().map(|r| r.status), Some(401));
+        assert_eq!(
+            vm.0.stream(s).local_response.as_ref().map(|r| r.status),
+            Some(401)
+        );
     }
     assert!(a.pending_http_calls().is_empty() && b.pending_http_calls().is_empty());
 
@@ -168,7 +245,8 @@ fn remote_jwks_one_fetch_serves_both_workers_and_parks_requests_meanwhile() {
     let calls = b.pending_http_calls();
     assert_eq!(calls.len(), 1);
     let rotated = keys::jwks(&[key, &new_key]).to_string();
-    b.respond_http_call(calls[0].token, 200, &[], rotated.as_bytes()).unwrap();
+    b.respond_http_call(calls[0].token, 200, &[], rotated.as_bytes())
+        .unwrap();
     assert_eq!(b.stream(s).request_header("x-org-id"), Some("UA"));
     assert_eq!(p.metric("jwt_auth.jwks_fetch_ok"), Some(2));
 }
@@ -183,13 +261,17 @@ fn idp_down_fails_closed_first_and_keeps_last_good_keys_later() {
     vm.fail_http_call(call).unwrap();
     let r = vm.stream(s).local_response.clone().unwrap();
     assert_eq!(r.status, 503);
-    assert_eq!(serde_json::from_slice::<Value>(&r.body).unwrap()["error"], "jwks_unavailable");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap()["error"],
+        "jwks_unavailable"
+    );
 
     // After the retry period the timer fetches again; this time the IdP answers.
     p.advance(Duration::from_secs(6));
     vm.tick(root).unwrap();
     let call = vm.pending_http_calls()[0].token;
-    vm.respond_http_call(call, 200, &[], keys::jwks(&[key]).to_string().as_bytes()).unwrap();
+    vm.respond_http_call(call, 200, &[], keys::jwks(&[key]).to_string().as_bytes())
+        .unwrap();
     let (_, act) = send(&mut vm, root, &[("authorization", &good(key, "UA"))]);
     assert_eq!(act, Action::Continue);
 
@@ -215,12 +297,18 @@ fn a_bad_configuration_refuses_to_load_naming_the_field() {
             cfg[k] = v.clone();
         }
         let mut vm = Vm::load(wasm(), &p, VmOptions::default()).unwrap();
-        let err = vm.configure("jwt_auth", cfg.to_string().as_bytes()).unwrap_err().to_string();
+        let err = vm
+            .configure("jwt_auth", cfg.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&format!("field `{field}`")), "{err}");
     }
     let mut cfg = cases::filter_config(cases::inline_jwks());
     cfg["providers"][0]["audiences"] = json!([]);
     let mut vm = Vm::load(wasm(), &p, VmOptions::default()).unwrap();
-    let err = vm.configure("jwt_auth", cfg.to_string().as_bytes()).unwrap_err().to_string();
+    let err = vm
+        .configure("jwt_auth", cfg.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("field `providers[0].audiences`"), "{err}");
 }

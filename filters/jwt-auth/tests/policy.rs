@@ -1,5 +1,8 @@
 //! The filter's policy, natively: fake headers and shared data, real keys and tokens.
 
+// Helpers outside #[test] fns are test code too: failing loudly is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use bulkhead_testkit::forge;
 use bulkhead_testkit::keys::{self, Alg};
 use jwt_auth_filter::auth::{Auth, Decision};
@@ -39,7 +42,10 @@ impl RequestHeaders for FakeHeaders {
         self.0.iter().map(|(k, _)| k.clone()).collect()
     }
     fn get(&self, name: &str) -> Option<String> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
     }
     fn remove(&mut self, name: &str) {
         self.0.retain(|(k, _)| k != name);
@@ -51,7 +57,12 @@ impl RequestHeaders for FakeHeaders {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> FakeHeaders {
-    FakeHeaders(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    FakeHeaders(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 fn inline_auth() -> Auth {
@@ -74,7 +85,11 @@ fn bearer(t: &str) -> String {
 fn strips_spoofed_headers_even_when_rejecting() {
     let mut auth = inline_auth();
     let shared = FakeShared::default();
-    let mut h = headers(&[("x-org-id", "EVIL"), ("x-tenant-tier", "silo"), ("x-request-id", "r1")]);
+    let mut h = headers(&[
+        ("x-org-id", "EVIL"),
+        ("x-tenant-tier", "silo"),
+        ("x-request-id", "r1"),
+    ]);
     let d = auth.on_request(&mut h, NOW as u64 * 1000, &shared, true);
     assert!(matches!(d, Decision::Deny(ref r) if r.status() == 401));
     assert_eq!(h.names(), vec!["x-request-id".to_string()]);
@@ -84,19 +99,35 @@ fn strips_spoofed_headers_even_when_rejecting() {
 fn verified_tenant_replaces_spoofed_one_and_cache_serves_repeats() {
     let mut auth = inline_auth();
     let shared = FakeShared::default();
-    let t = forge::standard(keys::key(Alg::ES256), ISS, "bulkhead".into(), "UA", NOW, NOW + 600);
+    let t = forge::standard(
+        keys::key(Alg::ES256),
+        ISS,
+        "bulkhead".into(),
+        "UA",
+        NOW,
+        NOW + 600,
+    );
     let b = bearer(&t);
     for (i, cached) in [(0, false), (1, true)] {
         let mut h = headers(&[("authorization", &b), ("x-org-id", "EVIL")]);
         let d = auth.on_request(&mut h, NOW as u64 * 1000 + i, &shared, true);
-        assert_eq!(d, Decision::Allow { tenant: "UA".into(), cached });
+        assert_eq!(
+            d,
+            Decision::Allow {
+                tenant: "UA".into(),
+                cached
+            }
+        );
         assert_eq!(h.get("x-org-id").as_deref(), Some("UA"));
         assert_eq!(h.0.iter().filter(|(k, _)| k == "x-org-id").count(), 1);
     }
     // Past exp + skew the cached entry no longer answers: the full check rejects.
     let mut h = headers(&[("authorization", &b)]);
     let late = (NOW as u64 + 600 + 61) * 1000;
-    assert!(matches!(auth.on_request(&mut h, late, &shared, true), Decision::Deny(_)));
+    assert!(matches!(
+        auth.on_request(&mut h, late, &shared, true),
+        Decision::Deny(_)
+    ));
 }
 
 #[test]
@@ -106,44 +137,128 @@ fn unknown_kid_is_fetched_once_across_workers() {
     let mut a = Auth::new(settings(), "p");
     let mut b = Auth::new(settings(), "p");
     let key = keys::key(Alg::ES256);
-    let t = bearer(&forge::standard(key, ISS, "bulkhead".into(), "UA", NOW, NOW + 600));
+    let t = bearer(&forge::standard(
+        key,
+        ISS,
+        "bulkhead".into(),
+        "UA",
+        NOW,
+        NOW + 600,
+    ));
     let ms = NOW as u64 * 1000;
 
     // No keys yet: worker A claims the fetch, worker B waits for it.
     let d = a.on_request(&mut headers(&[("authorization", &t)]), ms, &shared, true);
-    assert_eq!(d, Decision::Park { provider: 0, fetch: true });
-    let d = b.on_request(&mut headers(&[("authorization", &t)]), ms + 10, &shared, true);
-    assert_eq!(d, Decision::Park { provider: 0, fetch: false });
+    assert_eq!(
+        d,
+        Decision::Park {
+            provider: 0,
+            fetch: true
+        }
+    );
+    let d = b.on_request(
+        &mut headers(&[("authorization", &t)]),
+        ms + 10,
+        &shared,
+        true,
+    );
+    assert_eq!(
+        d,
+        Decision::Park {
+            provider: 0,
+            fetch: false
+        }
+    );
 
     // A's fetch answers; A verifies, B adopts the published keys without fetching.
     let body = keys::jwks(&[key]).to_string();
     let rk = a.remote_mut(0).unwrap();
-    assert_eq!(rk.on_response(ms + 20, Some(200), None, body.as_bytes(), &shared), Ok(1));
-    let d = a.on_request(&mut headers(&[("authorization", &t)]), ms + 30, &shared, false);
-    assert_eq!(d, Decision::Allow { tenant: "UA".into(), cached: false });
-    let d = b.on_request(&mut headers(&[("authorization", &t)]), ms + 30, &shared, false);
-    assert_eq!(d, Decision::Allow { tenant: "UA".into(), cached: false });
+    assert_eq!(
+        rk.on_response(ms + 20, Some(200), None, body.as_bytes(), &shared),
+        Ok(1)
+    );
+    let d = a.on_request(
+        &mut headers(&[("authorization", &t)]),
+        ms + 30,
+        &shared,
+        false,
+    );
+    assert_eq!(
+        d,
+        Decision::Allow {
+            tenant: "UA".into(),
+            cached: false
+        }
+    );
+    let d = b.on_request(
+        &mut headers(&[("authorization", &t)]),
+        ms + 30,
+        &shared,
+        false,
+    );
+    assert_eq!(
+        d,
+        Decision::Allow {
+            tenant: "UA".into(),
+            cached: false
+        }
+    );
 
     // A storm of unknown kids inside the cooldown: no new fetch on either worker.
     for i in 0..20u64 {
-        let k = keys::alternate(Alg::ES256).with_kid(&format!("rand-{i}"));
-        let tk = bearer(&forge::standard(&k, ISS, "bulkhead".into(), "UA", NOW, NOW + 600));
+        let k = keys::alternate(Alg::ES256).with_kid(format!("rand-{i}"));
+        let tk = bearer(&forge::standard(
+            &k,
+            ISS,
+            "bulkhead".into(),
+            "UA",
+            NOW,
+            NOW + 600,
+        ));
         let w = if i % 2 == 0 { &mut a } else { &mut b };
-        let d = w.on_request(&mut headers(&[("authorization", &tk)]), ms + 5_000 + i, &shared, true);
-        assert!(matches!(d, Decision::Deny(ref r) if r.status() == 401), "{d:?}");
+        let d = w.on_request(
+            &mut headers(&[("authorization", &tk)]),
+            ms + 5_000 + i,
+            &shared,
+            true,
+        );
+        assert!(
+            matches!(d, Decision::Deny(ref r) if r.status() == 401),
+            "{d:?}"
+        );
     }
     // After the cooldown one worker may fetch again.
     let k = keys::alternate(Alg::ES256).with_kid("later");
-    let tk = bearer(&forge::standard(&k, ISS, "bulkhead".into(), "UA", NOW, NOW + 600));
-    let d = a.on_request(&mut headers(&[("authorization", &tk)]), ms + 31_000, &shared, true);
-    assert_eq!(d, Decision::Park { provider: 0, fetch: true });
+    let tk = bearer(&forge::standard(
+        &k,
+        ISS,
+        "bulkhead".into(),
+        "UA",
+        NOW,
+        NOW + 600,
+    ));
+    let d = a.on_request(
+        &mut headers(&[("authorization", &tk)]),
+        ms + 31_000,
+        &shared,
+        true,
+    );
+    assert_eq!(
+        d,
+        Decision::Park {
+            provider: 0,
+            fetch: true
+        }
+    );
 }
 
 #[test]
 fn failed_refresh_keeps_last_good_keys_and_max_age_is_bounded() {
     let shared = FakeShared::default();
-    let cfg: bulkhead_jwt::RemoteJwks = serde_json::from_value(json!({"cluster": "idp", "path": "/j",
-        "min_refresh_seconds": 60, "max_refresh_seconds": 3600, "refresh_seconds": 300})).unwrap();
+    let cfg: bulkhead_jwt::RemoteJwks =
+        serde_json::from_value(json!({"cluster": "idp", "path": "/j",
+        "min_refresh_seconds": 60, "max_refresh_seconds": 3600, "refresh_seconds": 300}))
+        .unwrap();
     let mut rk = RemoteKeys::new("x", cfg);
     assert_eq!(rk.ttl_seconds(Some("public, max-age=5")), 60);
     assert_eq!(rk.ttl_seconds(Some("max-age=600")), 600);
@@ -151,14 +266,21 @@ fn failed_refresh_keeps_last_good_keys_and_max_age_is_bounded() {
     assert_eq!(rk.ttl_seconds(None), 300);
     assert_eq!(rk.on_miss(MissKind::NoKeys, 0, &shared), Miss::Fetch);
     let body = keys::jwks(&[keys::key(Alg::EdDSA)]).to_string();
-    rk.on_response(10, Some(200), Some("max-age=120"), body.as_bytes(), &shared).unwrap();
+    rk.on_response(10, Some(200), Some("max-age=120"), body.as_bytes(), &shared)
+        .unwrap();
     let g = rk.generation();
     // Not due before max-age; due after.
     assert!(!rk.on_tick(100_000, &shared));
     assert!(rk.on_tick(131_000, &shared));
-    assert!(rk.on_response(131_100, Some(503), None, b"down", &shared).is_err());
+    assert!(
+        rk.on_response(131_100, Some(503), None, b"down", &shared)
+            .is_err()
+    );
     assert!(rk.keys().is_some(), "last good keys stay");
     assert_eq!(rk.generation(), g);
-    assert!(rk.on_response(131_200, Some(200), None, b"{not json", &shared).is_err());
+    assert!(
+        rk.on_response(131_200, Some(200), None, b"{not json", &shared)
+            .is_err()
+    );
     assert!(rk.keys().is_some());
 }

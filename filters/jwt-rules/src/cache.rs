@@ -36,7 +36,12 @@ impl VerifiedCache {
     }
 
     /// A cached verdict, valid while `now <= exp` and the provider's keys are unchanged.
-    pub fn get(&mut self, key: &[u8; 32], now: u64, generation: impl Fn(usize) -> u64) -> Option<Verified> {
+    pub fn get(
+        &mut self,
+        key: &[u8; 32],
+        now: u64,
+        generation: impl Fn(usize) -> u64,
+    ) -> Option<Verified> {
         let lru = self.lru.as_mut()?;
         let fresh = match lru.get(key) {
             Some(e) => now <= e.verified.exp && e.key_generation == generation(e.verified.provider),
@@ -57,7 +62,13 @@ impl VerifiedCache {
 
     pub fn put(&mut self, key: [u8; 32], verified: Verified, key_generation: u64) {
         if let Some(lru) = self.lru.as_mut() {
-            lru.put(key, Entry { verified, key_generation });
+            lru.put(
+                key,
+                Entry {
+                    verified,
+                    key_generation,
+                },
+            );
         }
     }
 

@@ -43,7 +43,9 @@ pub fn check_audience(
             if a.iter().any(|v| !v.is_string()) {
                 return Err(Rejection::Invalid("malformed aud"));
             }
-            a.iter().filter_map(Value::as_str).any(|s| allowed.contains(s))
+            a.iter()
+                .filter_map(Value::as_str)
+                .any(|s| allowed.contains(s))
         }
         Some(_) => return Err(Rejection::Invalid("malformed aud")),
     };
@@ -68,8 +70,7 @@ pub fn tenant(claims: &Map<String, Value>, claim: &str) -> Result<String, Reject
 
 pub fn valid_tenant_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -90,10 +91,19 @@ mod tests {
     fn exp_and_nbf_boundaries_follow_envoy() {
         let c = m(json!({"exp": 1000, "nbf": 900}));
         assert!(check_time(&c, 1060, 60).is_ok());
-        assert_eq!(check_time(&c, 1061, 60), Err(Rejection::Invalid("token expired")));
+        assert_eq!(
+            check_time(&c, 1061, 60),
+            Err(Rejection::Invalid("token expired"))
+        );
         assert!(check_time(&c, 840, 60).is_ok());
-        assert_eq!(check_time(&c, 839, 60), Err(Rejection::Invalid("token not yet valid")));
-        assert_eq!(check_time(&m(json!({})), 0, 60), Err(Rejection::Invalid("missing exp")));
+        assert_eq!(
+            check_time(&c, 839, 60),
+            Err(Rejection::Invalid("token not yet valid"))
+        );
+        assert_eq!(
+            check_time(&m(json!({})), 0, 60),
+            Err(Rejection::Invalid("missing exp"))
+        );
     }
 
     #[test]
@@ -108,7 +118,13 @@ mod tests {
     #[test]
     fn tenant_ids() {
         assert_eq!(tenant(&m(json!({"org_id": "UA"})), "org_id").unwrap(), "UA");
-        for bad in [json!(""), json!("a b"), json!("x".repeat(65)), json!(7), json!(["UA"])] {
+        for bad in [
+            json!(""),
+            json!("a b"),
+            json!("x".repeat(65)),
+            json!(7),
+            json!(["UA"]),
+        ] {
             assert!(tenant(&m(json!({ "org_id": bad })), "org_id").is_err());
         }
         assert!(tenant(&m(json!({})), "org_id").is_err());

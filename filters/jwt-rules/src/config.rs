@@ -40,7 +40,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: field `{}`: {}", self.field, self.message)
+        write!(
+            f,
+            "invalid configuration: field `{}`: {}",
+            self.field, self.message
+        )
     }
 }
 
@@ -169,16 +173,25 @@ pub struct Rules {
 impl Rules {
     pub fn from_config(c: RulesConfig) -> Result<Rules, ConfigError> {
         if c.providers.is_empty() {
-            return Err(ConfigError::new("providers", "at least one provider is required"));
+            return Err(ConfigError::new(
+                "providers",
+                "at least one provider is required",
+            ));
         }
         if c.clock_skew_seconds > MAX_CLOCK_SKEW {
             return Err(ConfigError::new(
                 "clock_skew_seconds",
-                format!("{} exceeds the cap of {MAX_CLOCK_SKEW}", c.clock_skew_seconds),
+                format!(
+                    "{} exceeds the cap of {MAX_CLOCK_SKEW}",
+                    c.clock_skew_seconds
+                ),
             ));
         }
         if !(256..=65_536).contains(&c.max_token_bytes) {
-            return Err(ConfigError::new("max_token_bytes", "must be within 256..=65536"));
+            return Err(ConfigError::new(
+                "max_token_bytes",
+                "must be within 256..=65536",
+            ));
         }
         let mut providers = Vec::new();
         let mut issuers = HashSet::new();
@@ -188,10 +201,16 @@ impl Rules {
                 return Err(ConfigError::new(at("issuer"), "must not be empty"));
             }
             if !issuers.insert(p.issuer.clone()) {
-                return Err(ConfigError::new(at("issuer"), "another provider has this issuer"));
+                return Err(ConfigError::new(
+                    at("issuer"),
+                    "another provider has this issuer",
+                ));
             }
             if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
-                return Err(ConfigError::new(at("audiences"), "needs one or more non-empty audiences"));
+                return Err(ConfigError::new(
+                    at("audiences"),
+                    "needs one or more non-empty audiences",
+                ));
             }
             if p.tenant_claim.is_empty() {
                 return Err(ConfigError::new(at("tenant_claim"), "must not be empty"));
@@ -207,7 +226,9 @@ impl Rules {
                         Alg::parse(n).map_err(|e| {
                             let why = match e {
                                 AlgError::None => "`none` is never allowed".to_string(),
-                                AlgError::Symmetric => format!("{n}: symmetric algorithms are not allowed"),
+                                AlgError::Symmetric => {
+                                    format!("{n}: symmetric algorithms are not allowed")
+                                }
                                 AlgError::Unsupported => format!("{n}: unsupported algorithm"),
                             };
                             ConfigError::new(at("algorithms"), why)
@@ -218,11 +239,13 @@ impl Rules {
             let jwks = match p.jwks {
                 JwksConfig::Inline(v) => {
                     let doc = match v {
-                        Value::String(s) => serde_json::from_str(&s)
-                            .map_err(|e| ConfigError::new(at("jwks.inline"), format!("not JSON: {e}")))?,
+                        Value::String(s) => serde_json::from_str(&s).map_err(|e| {
+                            ConfigError::new(at("jwks.inline"), format!("not JSON: {e}"))
+                        })?,
                         other => other,
                     };
-                    let set = KeySet::from_value(&doc).map_err(|e| ConfigError::new(at("jwks.inline"), e))?;
+                    let set = KeySet::from_value(&doc)
+                        .map_err(|e| ConfigError::new(at("jwks.inline"), e))?;
                     JwksSource::Inline(Arc::new(set))
                 }
                 JwksConfig::Remote(r) => {
@@ -249,13 +272,22 @@ impl Rules {
 
 fn validate_remote(r: &RemoteJwks, at: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
     if r.cluster.is_empty() {
-        return Err(ConfigError::new(at("jwks.remote.cluster"), "must not be empty"));
+        return Err(ConfigError::new(
+            at("jwks.remote.cluster"),
+            "must not be empty",
+        ));
     }
     if !r.path.starts_with('/') {
-        return Err(ConfigError::new(at("jwks.remote.path"), "must start with `/`"));
+        return Err(ConfigError::new(
+            at("jwks.remote.path"),
+            "must start with `/`",
+        ));
     }
     if !(1..=60_000).contains(&r.timeout_ms) {
-        return Err(ConfigError::new(at("jwks.remote.timeout_ms"), "must be within 1..=60000"));
+        return Err(ConfigError::new(
+            at("jwks.remote.timeout_ms"),
+            "must be within 1..=60000",
+        ));
     }
     if r.min_refresh_seconds == 0 || r.min_refresh_seconds > r.max_refresh_seconds {
         return Err(ConfigError::new(
@@ -270,10 +302,16 @@ fn validate_remote(r: &RemoteJwks, at: &dyn Fn(&str) -> String) -> Result<(), Co
         ));
     }
     if r.unknown_kid_cooldown_seconds == 0 {
-        return Err(ConfigError::new(at("jwks.remote.unknown_kid_cooldown_seconds"), "must be at least 1"));
+        return Err(ConfigError::new(
+            at("jwks.remote.unknown_kid_cooldown_seconds"),
+            "must be at least 1",
+        ));
     }
     if r.retry_seconds == 0 {
-        return Err(ConfigError::new(at("jwks.remote.retry_seconds"), "must be at least 1"));
+        return Err(ConfigError::new(
+            at("jwks.remote.retry_seconds"),
+            "must be at least 1",
+        ));
     }
     Ok(())
 }

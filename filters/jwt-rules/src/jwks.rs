@@ -59,7 +59,10 @@ impl KeySet {
             return Err("JWKS has no `keys` array".into());
         };
         if keys.len() > MAX_KEYS {
-            return Err(format!("JWKS has {} keys, more than {MAX_KEYS}", keys.len()));
+            return Err(format!(
+                "JWKS has {} keys, more than {MAX_KEYS}",
+                keys.len()
+            ));
         }
         let mut set = KeySet::default();
         for k in keys {
@@ -115,7 +118,10 @@ fn b64(v: &Value, member: &str) -> Result<Vec<u8>, String> {
 
 /// `Ok(None)` for a well-formed key we do not verify with.
 fn parse_jwk(v: &Value) -> Result<Option<Jwk>, String> {
-    if v.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+    if v.get("use")
+        .and_then(Value::as_str)
+        .is_some_and(|u| u != "sig")
+    {
         return Ok(None);
     }
     let alg = match v.get("alg").and_then(Value::as_str) {
@@ -135,7 +141,9 @@ fn parse_jwk(v: &Value) -> Result<Option<Jwk>, String> {
             let n = strip_leading_zeros(&n);
             let bits = n.len() * 8;
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
-                return Err(format!("RSA modulus of {bits} bits is outside {MIN_RSA_BITS}..={MAX_RSA_BITS}"));
+                return Err(format!(
+                    "RSA modulus of {bits} bits is outside {MIN_RSA_BITS}..={MAX_RSA_BITS}"
+                ));
             }
             let n = rsa::BoxedUint::from_be_slice_vartime(n);
             let e = rsa::BoxedUint::from_be_slice_vartime(strip_leading_zeros(&e));

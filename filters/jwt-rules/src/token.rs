@@ -26,7 +26,9 @@ impl<'a> Unverified<'a> {
         }
         let dots = token.bytes().filter(|b| *b == b'.').count();
         if dots == 4 {
-            return Err(Rejection::Invalid("encrypted tokens (JWE) are not accepted"));
+            return Err(Rejection::Invalid(
+                "encrypted tokens (JWE) are not accepted",
+            ));
         }
         if dots != 2 {
             return Err(Rejection::Invalid("malformed token"));

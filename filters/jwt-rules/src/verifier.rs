@@ -46,7 +46,12 @@ impl Verifier {
     }
 
     /// Verifies a bearer token at time `now` (Unix seconds).
-    pub fn verify(&self, token: &str, now: u64, remote: &dyn KeySource) -> Result<Verified, Rejection> {
+    pub fn verify(
+        &self,
+        token: &str,
+        now: u64,
+        remote: &dyn KeySource,
+    ) -> Result<Verified, Rejection> {
         let t = Unverified::parse(token, self.rules.max_token_bytes)?;
         let alg = Alg::parse(&t.alg).map_err(|e| match e {
             AlgError::None => Rejection::Invalid("alg none is not accepted"),
@@ -76,7 +81,12 @@ impl Verifier {
         claims::check_time(&t.claims, now, skew)?;
         claims::check_audience(&t.claims, &p.audiences)?;
         let tenant = claims::tenant(&t.claims, &p.tenant_claim)?;
-        let exp = t.claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0).max(0.0) as u64;
+        let exp = t
+            .claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            .max(0.0) as u64;
         Ok(Verified {
             tenant,
             provider: pi,
@@ -87,15 +97,24 @@ impl Verifier {
 
 /// The key is chosen only from the configured set: by `kid`, or — without a `kid` —
 /// the single key that fits the algorithm. Its type and its own `alg` must fit.
-fn select_key<'k>(keys: &'k KeySet, alg: Alg, kid: Option<&str>, pi: usize) -> Result<&'k Jwk, Rejection> {
+fn select_key<'k>(
+    keys: &'k KeySet,
+    alg: Alg,
+    kid: Option<&str>,
+    pi: usize,
+) -> Result<&'k Jwk, Rejection> {
     let jwk = match kid {
-        Some(kid) => keys.by_kid(kid).ok_or(Rejection::UnknownKey { provider: pi })?,
+        Some(kid) => keys
+            .by_kid(kid)
+            .ok_or(Rejection::UnknownKey { provider: pi })?,
         None => {
             let mut c = keys.candidates(alg);
             match (c.next(), c.next()) {
                 (Some(k), None) => k,
                 (None, _) => return Err(Rejection::Invalid("no key fits the token's alg")),
-                (Some(_), Some(_)) => return Err(Rejection::Invalid("token has no kid and several keys fit")),
+                (Some(_), Some(_)) => {
+                    return Err(Rejection::Invalid("token has no kid and several keys fit"));
+                }
             }
         }
     };

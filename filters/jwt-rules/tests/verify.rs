@@ -1,5 +1,8 @@
 //! Native checks of the rule set with real keys (jwt-simple signs).
 
+// Helpers outside #[test] fns are test code too: failing loudly is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use bulkhead_jwt::config::{ProviderConfig, RulesConfig};
 use bulkhead_jwt::verifier::InlineOnly;
 use bulkhead_jwt::{Rejection, Rules, Verifier};
@@ -48,20 +51,34 @@ fn es256_and_eddsa_verify_and_map_rejections() {
     assert_eq!(v.verify(&t, NOW, &InlineOnly).unwrap().tenant, "DL");
 
     let expired = es.sign(claims(json!("UA"), -61)).unwrap();
-    assert_eq!(v.verify(&expired, NOW, &InlineOnly), Err(Rejection::Invalid("token expired")));
+    assert_eq!(
+        v.verify(&expired, NOW, &InlineOnly),
+        Err(Rejection::Invalid("token expired"))
+    );
     let edge = es.sign(claims(json!("UA"), -60)).unwrap();
     assert!(v.verify(&edge, NOW, &InlineOnly).is_ok());
 
     let bad_tenant = es.sign(claims(json!("a b"), 600)).unwrap();
-    assert_eq!(v.verify(&bad_tenant, NOW, &InlineOnly).unwrap_err().status(), 403);
+    assert_eq!(
+        v.verify(&bad_tenant, NOW, &InlineOnly)
+            .unwrap_err()
+            .status(),
+        403
+    );
 
     let other = ES256KeyPair::generate().with_key_id("nope");
     let t = other.sign(claims(json!("UA"), 600)).unwrap();
-    assert_eq!(v.verify(&t, NOW, &InlineOnly), Err(Rejection::UnknownKey { provider: 0 }));
+    assert_eq!(
+        v.verify(&t, NOW, &InlineOnly),
+        Err(Rejection::UnknownKey { provider: 0 })
+    );
 
     let forged = ES256KeyPair::generate().with_key_id("es");
     let t = forged.sign(claims(json!("UA"), 600)).unwrap();
-    assert_eq!(v.verify(&t, NOW, &InlineOnly), Err(Rejection::Invalid("signature verification failed")));
+    assert_eq!(
+        v.verify(&t, NOW, &InlineOnly),
+        Err(Rejection::Invalid("signature verification failed"))
+    );
 }
 
 #[test]
@@ -87,15 +104,26 @@ fn rsa_pkcs1_and_pss_verify_with_rsa_0_10() {
 
 #[test]
 fn config_errors_name_the_field() {
-    let bad = json!({"providers": [{"issuer": ISS, "audiences": [], "jwks": {"inline": {"keys": []}}}]});
+    let bad =
+        json!({"providers": [{"issuer": ISS, "audiences": [], "jwks": {"inline": {"keys": []}}}]});
     let cfg: RulesConfig = serde_json::from_value(bad).unwrap();
     let e = Rules::from_config(cfg).err().unwrap();
     assert_eq!(e.field, "providers[0].audiences");
-    let cfg: RulesConfig = serde_json::from_value(json!({"providers": [{"issuer": ISS, "audiences": ["a"],
-        "algorithms": ["HS256"], "jwks": {"inline": {"keys": []}}}]})).unwrap();
-    assert_eq!(Rules::from_config(cfg).err().unwrap().field, "providers[0].algorithms");
-    let cfg: RulesConfig = serde_json::from_value(json!({"providers": [{"issuer": ISS, "audiences": ["a"],
-        "jwks": {"inline": {"keys": []}}}], "clock_skew_seconds": 301})).unwrap();
-    assert_eq!(Rules::from_config(cfg).err().unwrap().field, "clock_skew_seconds");
+    let cfg: RulesConfig =
+        serde_json::from_value(json!({"providers": [{"issuer": ISS, "audiences": ["a"],
+        "algorithms": ["HS256"], "jwks": {"inline": {"keys": []}}}]}))
+        .unwrap();
+    assert_eq!(
+        Rules::from_config(cfg).err().unwrap().field,
+        "providers[0].algorithms"
+    );
+    let cfg: RulesConfig =
+        serde_json::from_value(json!({"providers": [{"issuer": ISS, "audiences": ["a"],
+        "jwks": {"inline": {"keys": []}}}], "clock_skew_seconds": 301}))
+        .unwrap();
+    assert_eq!(
+        Rules::from_config(cfg).err().unwrap().field,
+        "clock_skew_seconds"
+    );
     let _unused: Option<ProviderConfig> = None;
 }

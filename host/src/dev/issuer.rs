@@ -25,12 +25,15 @@ impl DevIssuer {
     pub fn open(dir: &Path) -> Result<DevIssuer> {
         let path = dir.join("issuer-es256.pem");
         let key = if path.exists() {
-            let pem = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let pem =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             ES256KeyPair::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         } else {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             let key = ES256KeyPair::generate();
-            let pem = key.to_pem().map_err(|e| anyhow::anyhow!("encoding key: {e}"))?;
+            let pem = key
+                .to_pem()
+                .map_err(|e| anyhow::anyhow!("encoding key: {e}"))?;
             write_private(&path, pem.as_bytes())?;
             key
         };
@@ -47,14 +50,24 @@ impl DevIssuer {
 
     /// A token for `org` valid for `ttl` seconds.
     pub fn token(&self, org: &str, ttl: u64) -> Result<String> {
-        if org.is_empty() || org.len() > 64 || !org.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        if org.is_empty()
+            || org.len() > 64
+            || !org
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
             bail!("ORG must match [A-Za-z0-9._-]{{1,64}}, got {org:?}");
         }
-        let claims = Claims::with_custom_claims(TenantClaims { org_id: org.into() }, Duration::from_secs(ttl))
-            .with_issuer(DEV_ISSUER)
-            .with_audience(DEV_AUDIENCE)
-            .with_subject(format!("dev-user@{org}"));
-        self.key.sign(claims).map_err(|e| anyhow::anyhow!("signing: {e}"))
+        let claims = Claims::with_custom_claims(
+            TenantClaims { org_id: org.into() },
+            Duration::from_secs(ttl),
+        )
+        .with_issuer(DEV_ISSUER)
+        .with_audience(DEV_AUDIENCE)
+        .with_subject(format!("dev-user@{org}"));
+        self.key
+            .sign(claims)
+            .map_err(|e| anyhow::anyhow!("signing: {e}"))
     }
 
     /// The public JWKS (`{"keys":[…]}`) to configure the edge and the host with.
@@ -77,7 +90,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())

@@ -58,7 +58,14 @@ pub fn wasm_module(package: &str, source_dirs: &[&str]) -> Result<PathBuf> {
         let status = Command::new(cargo)
             .current_dir(&root)
             .env("CARGO_TARGET_DIR", target_dir())
-            .args(["build", "--release", "--target", "wasm32-wasip1", "-p", package])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+                "-p",
+                package,
+            ])
             .status()
             .with_context(|| format!("running cargo to build {package}"))?;
         if !status.success() {

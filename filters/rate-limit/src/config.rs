@@ -1,0 +1,301 @@
+//! The filter's JSON configuration (Envoy `StringValue` plugin configuration), in the
+//! shape the tenant registry will serve:
+//!
+//! ```json
+//! {"tenant_header": "x-org-id", "default_plan": "standard",
+//!  "plans": {"standard": {"per_second": 50, "burst": 100},
+//!            "premium": {"per_minute": 6000, "burst": 500}},
+//!  "tenants": {"UA": {"plan": "premium"}, "DL": {}},
+//!  "emit_ratelimit_headers": true}
+//! ```
+
+use governor::Quota;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// Largest rate (per window) and burst accepted: far above any plan, small enough that
+/// every GCRA quantity (burst × emission interval) fits comfortably in 64-bit nanoseconds.
+pub const MAX_COUNT: u32 = 1_000_000;
+
+/// A configuration error, naming the offending field (`plans.standard.burst`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = e.path().to_string();
+        let field = if path == "." { "(root)".into() } else { path };
+        ConfigError::new(field, e.into_inner().to_string())
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn default_tenant_header() -> String {
+    "x-org-id".into()
+}
+fn default_scope() -> String {
+    "default".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// The configuration document. Unknown fields are errors: a typo must not silently
+/// give a tenant the default plan.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The verified tenant header (set by jwt-auth).
+    #[serde(default = "default_tenant_header")]
+    pub tenant_header: String,
+    /// Plan of registered tenants that name none.
+    #[serde(default)]
+    pub default_plan: Option<String>,
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// The registered tenants; any other tenant is refused (403) and gets no state.
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// `RateLimit-Policy` / `RateLimit` on allowed responses (429s always carry them).
+    #[serde(default = "yes")]
+    pub emit_ratelimit_headers: bool,
+    /// Namespace of the shared-data keys: plugins with the same `vm_id` and `scope`
+    /// share one limit per tenant.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+}
+
+/// One plan: exactly one of `per_second` / `per_minute` / `per_hour` (the sustained
+/// rate) and `burst` (how many requests may arrive at once; default: the rate's count).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    #[serde(default)]
+    pub per_second: Option<u32>,
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+    #[serde(default)]
+    pub per_hour: Option<u32>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+/// A validated plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub name: String,
+    /// governor's quota: emission interval `T` = window / count, burst.
+    pub quota: Quota,
+    pub burst: u32,
+    /// `w` of `RateLimit-Policy`: the time to earn the whole burst back, in whole
+    /// seconds (rounded up, at least 1).
+    pub window_seconds: u64,
+    /// The ready `RateLimit-Policy` value: `"standard";q=100;w=2`.
+    pub policy_header: String,
+}
+
+impl Plan {
+    /// GCRA emission interval `T` (one request's worth of time).
+    pub fn emission_interval(&self) -> Duration {
+        self.quota.replenish_interval()
+    }
+
+    /// GCRA burst tolerance `τ` = (burst − 1) × `T`.
+    pub fn tolerance(&self) -> Duration {
+        self.emission_interval() * (self.burst - 1)
+    }
+}
+
+/// A registered tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Index into [`Settings::plans`].
+    pub plan: usize,
+    /// Its shared-data key, `bulkhead.rl.<scope>.<tenant>`.
+    pub key: String,
+}
+
+/// Everything validated, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tenant_header: String,
+    pub plans: Vec<Plan>,
+    pub tenants: HashMap<String, Tenant>,
+    pub emit_ratelimit_headers: bool,
+    pub scope: String,
+}
+
+impl Settings {
+    pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        let c: FilterConfig = serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)?;
+        Settings::from_config(c)
+    }
+
+    pub fn from_config(c: FilterConfig) -> Result<Settings, ConfigError> {
+        if !valid_header_name(&c.tenant_header) {
+            return Err(ConfigError::new("tenant_header", "not a valid lower-case header name"));
+        }
+        if c.scope.is_empty()
+            || c.scope.len() > 64
+            || !c.scope.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new("scope", "1-64 characters from [A-Za-z0-9_-]"));
+        }
+        if c.plans.is_empty() {
+            return Err(ConfigError::new("plans", "at least one plan is required"));
+        }
+        let mut plans = Vec::with_capacity(c.plans.len());
+        let mut index = HashMap::new();
+        for (name, p) in &c.plans {
+            let plan = plan(name, p)?;
+            index.insert(name.as_str(), plans.len());
+            plans.push(plan);
+        }
+        let default_plan = match &c.default_plan {
+            None => None,
+            Some(d) => Some(
+                *index
+                    .get(d.as_str())
+                    .ok_or_else(|| ConfigError::new("default_plan", format!("no plan named `{d}`")))?,
+            ),
+        };
+        let mut tenants = HashMap::with_capacity(c.tenants.len());
+        for (id, t) in &c.tenants {
+            if !valid_tenant_id(id) {
+                return Err(ConfigError::new(
+                    format!("tenants.{id}"),
+                    "a tenant id is 1-64 characters from [A-Za-z0-9._-]",
+                ));
+            }
+            let plan = match &t.plan {
+                Some(p) => *index.get(p.as_str()).ok_or_else(|| {
+                    ConfigError::new(format!("tenants.{id}.plan"), format!("no plan named `{p}`"))
+                })?,
+                None => default_plan.ok_or_else(|| {
+                    ConfigError::new(format!("tenants.{id}.plan"), "no plan given and no `default_plan`")
+                })?,
+            };
+            let key = format!("bulkhead.rl.{}.{id}", c.scope);
+            tenants.insert(id.clone(), Tenant { plan, key });
+        }
+        Ok(Settings {
+            tenant_header: c.tenant_header,
+            plans,
+            tenants,
+            emit_ratelimit_headers: c.emit_ratelimit_headers,
+            scope: c.scope,
+        })
+    }
+
+    /// The registered tenant `id` and its plan.
+    pub fn tenant(&self, id: &str) -> Option<(&Tenant, &Plan)> {
+        let t = self.tenants.get(id)?;
+        Some((t, self.plans.get(t.plan)?))
+    }
+}
+
+fn plan(name: &str, p: &PlanConfig) -> Result<Plan, ConfigError> {
+    let at = |f: &str| format!("plans.{name}.{f}");
+    if !valid_tenant_id(name) {
+        return Err(ConfigError::new(
+            format!("plans.{name}"),
+            "a plan name is 1-64 characters from [A-Za-z0-9._-]",
+        ));
+    }
+    let windows = [
+        ("per_second", p.per_second, 1u64),
+        ("per_minute", p.per_minute, 60),
+        ("per_hour", p.per_hour, 3600),
+    ];
+    let mut given = windows.iter().filter(|(_, n, _)| n.is_some());
+    let (Some((field, Some(count), window)), None) = (given.next(), given.next()) else {
+        return Err(ConfigError::new(
+            format!("plans.{name}"),
+            "exactly one of `per_second`, `per_minute`, `per_hour` is required",
+        ));
+    };
+    let count = checked_count(*count).ok_or_else(|| ConfigError::new(at(field), format!("must be within 1..={MAX_COUNT}")))?;
+    let burst = match p.burst {
+        None => count,
+        Some(b) => checked_count(b).ok_or_else(|| ConfigError::new(at("burst"), format!("must be within 1..={MAX_COUNT}")))?,
+    };
+    let quota = match *window {
+        1 => Quota::per_second(count),
+        60 => Quota::per_minute(count),
+        _ => Quota::per_hour(count),
+    }
+    .allow_burst(burst);
+    let window_seconds = quota.burst_size_replenished_in().as_nanos().div_ceil(1_000_000_000).max(1) as u64;
+    Ok(Plan {
+        name: name.to_string(),
+        policy_header: format!("\"{name}\";q={burst};w={window_seconds}"),
+        quota,
+        burst: burst.get(),
+        window_seconds,
+    })
+}
+
+fn checked_count(n: u32) -> Option<NonZeroU32> {
+    NonZeroU32::new(n).filter(|n| n.get() <= MAX_COUNT)
+}
+
+/// Lower-case token characters only: what Envoy's header maps hold.
+pub fn valid_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The tenant ids jwt-auth can produce: 1-64 characters from `[A-Za-z0-9._-]`. Plan
+/// names follow the same rule, so both are safe inside a quoted structured-field string.
+pub fn valid_tenant_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> ConfigError {
+        Settings::parse(json.as_bytes()).err().unwrap()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(err(r#"{"tenants":{}}"#).field, "(root)");
+        assert!(err(r#"{"tenants":{}}"#).message.contains("plans"));
+        let e = err(r#"{"plans":{"s":{"per_second":5,"brust":3}},"tenants":{}}"#);
+        assert_eq!(e.field, "plans.s.brust");
+        let e = err(r#"{"plans":{"s":{"per_second":-5}},"tenants":{}}"#);
+        assert_eq!(e.field, "plans.s.per_second");
+    }
+}
