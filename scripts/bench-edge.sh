@@ -36,7 +36,7 @@ AUDIENCE=bulkhead
 ADMIN_PORT=$PORT_BASE
 declare -A PORT=([none]=$((PORT_BASE + 1)) [native_cache]=$((PORT_BASE + 2)) [native_nocache]=$((PORT_BASE + 3)) [ours]=$((PORT_BASE + 4)))
 declare -A LABEL=([none]="no filter" [native_cache]="native jwt_authn + local_ratelimit, cache 10000" [native_nocache]="native jwt_authn + local_ratelimit, no cache" [ours]="jwt-auth (wasm), cache 10000")
-COMMAND="make bench-edge  (scripts/bench-edge.sh; BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP)"
+COMMAND="make bench-edge"
 
 die() { echo "bench-edge: error: $*" >&2; exit 1; }
 log() { echo "bench-edge: $*" >&2; }
@@ -361,14 +361,14 @@ function verdict(x, t) { return x == "n/a" ? "n/a" : (x + 0 >= t ? "**met**" : "
 END {
     print "## Edge"
     print ""
-    printf "Measured %s with Envoy %s. Command: `%s` (whole bench: %d s).\n\n", date, envoy, cmd, elapsed
+    printf "Measured %s with Envoy %s. Command: `%s` (runs `scripts/bench-edge.sh` with BENCH_DURATION=%d BENCH_WARMUP=%d; whole bench incl. build and token minting: %d s).\n\n", date, envoy, cmd, dur, warm, elapsed
     printf "Machine: %d CPUs (%s), Linux %s. One Envoy, `--concurrency 1`, pinned with `taskset -c 0`; ", cpus, cpu, kernel
     printf "wrk pinned with `taskset -c 1`, `-t1 -c%d`, %d s warm-up then %d s measured per row, all on 127.0.0.1. ", conns, warm, dur
     printf "Every listener answers with Envoy'"'"'s own `direct_response` (200, 2-byte body), so the upstream costs nothing. "
     printf "All listeners live in the same Envoy and were measured in the same run. Load average (1/5/15 min) before: %s, after: %s.\n\n", lb, la
     print "Listeners: **none** = no HTTP filter; **native+cache** = `envoy.filters.http.jwt_authn` with `jwt_cache_config: {jwt_cache_size: " cache "}` + `envoy.filters.http.local_ratelimit` (bucket too large to ever limit); **native, no cache** = the same without `jwt_cache_config`; **ours** = the jwt-auth wasm filter (V8), inline JWKS with the same keys, `cache_entries: " cache "`. Native providers forward the token and copy `org_id` to `x-org-id`, as ours sets the tenant header."
     print ""
-    print "Token modes: **repeated** = every request carries the same token; **new** = a wrk Lua script rotates through a file of distinct pre-minted tokens (own `jti`, `sub`, one of 1000 `org_id`s), continuing after the ones the warm-up used. *repeated (2 s probe)* = an un-warmed 2 s run (no cache, so the same work as new tokens) that sizes the token file. `hits` = cache hits / cache lookups during the measured run, from Envoy'"'"'s `jwt_authn.jwt_cache_hit/miss` and our `wasmcustom.jwt_auth.cache_hits/allowed` counters. `file` = tokens in the file and how often the run wrapped around it: a wrapped file is larger than twice the " cache "-entry caches, so an LRU never hits — the `hits` column shows it. `Envoy µs/req` = Envoy'"'"'s own CPU time (user+sys, all threads) divided by the requests served; `over none` subtracts the no-filter row: the CPU the filter chain adds per request, which stays meaningful even when other processes take CPU time. `CPU %` = envoy / wrk / other processes on core 0 / other processes on core 1 during the run: on a quiet machine envoy is near 100% and the others near 0; large \"others\" figures mean the row was disturbed."
+    print "Token modes: **repeated** = every request carries the same token; **new** = a wrk Lua script rotates through a file of distinct pre-minted tokens (own `jti`, `sub`, one of 1000 `org_id`s), continuing after the ones the warm-up used. *repeated (2 s probe)* = an un-warmed 2 s run (no cache, so the same work as new tokens) that sizes the token file. `hits` = cache hits / cache lookups during the measured run, from Envoy'"'"'s `jwt_authn.jwt_cache_hit/miss` and our `wasmcustom.jwt_auth.cache_hits/allowed` counters. `file` = tokens in the file and how often the run wrapped around it: a wrapped file is larger than twice the " cache "-entry caches, so an LRU never hits — the `hits` column shows it. `Envoy µs/req` = Envoy'"'"'s own CPU time (user+sys, all threads) divided by the requests served; `over none` subtracts the no-filter row: the CPU the filter chain adds per request, less affected than req/s when other processes take CPU time. `CPU %` = envoy / wrk / other processes on core 0 / other processes on core 1 during the run: on a quiet machine envoy is near 100% and the others near 0; large \"others\" figures mean the row was disturbed."
     print ""
     print "| listener | alg | tokens | req/s | p50 µs | p99 µs | Envoy µs/req | over none | hits | file (wraps) | CPU % | failed |"
     print "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"
@@ -380,7 +380,7 @@ END {
         printf "| %s | %s | %s | %.0f | %d | %d | %.1f | %s | %s | %s | %s | %d |\n", label(f[1]), f[2], f[3], f[4], f[5], f[6], f[14], over, hits, file, f[13], f[8]
     }
     print ""
-    print "Ratios: req/s of ours ÷ req/s of native, and in brackets the same from CPU cost (native Envoy µs/req ÷ ours), which other load on the machine disturbs much less:"
+    print "Ratios: req/s of ours ÷ req/s of native, and in brackets the same from CPU cost (native Envoy µs/req ÷ ours), which is less sensitive to other load on the machine (though not immune: contention also costs cache misses and context switches):"
     print ""
     print "| alg | ours-repeated ÷ native+cache-repeated (target ≥ 1.0×) | ours-new ÷ native-no-cache-new | ours-new ÷ native+cache-new |"
     print "| --- | --- | --- | --- |"
@@ -406,7 +406,7 @@ END {
     for (i = 1; i <= n; i++) { split(row[i], f, "\t"); split(f[13], c, "/"); o0 += c[1 + 2]; o1 += c[1 + 3]; if (c[1] + 0 < mine || i == 1) mine = c[1] + 0 }
     if (n > 0 && (o0 / n > 10 || o1 / n > 10)) {
         print ""
-        printf "**Disturbed run:** other processes used on average %.0f%% of core 0 and %.0f%% of core 1 during the measured runs (Envoy got as little as %d%% of its core). The req/s and latency figures are depressed and noisy; the CPU-cost figures are more trustworthy. Re-run on a quiet machine.\n", o0 / n, o1 / n, mine
+        printf "**Disturbed run:** other processes used on average %.0f%% of core 0 and %.0f%% of core 1 during the measured runs (Envoy got as little as %d%% of its core). The req/s and latency figures are depressed and noisy, the CPU-cost figures less so but still inflated; verdicts close to a target can flip from run to run. Re-run on a quiet machine.\n", o0 / n, o1 / n, mine
     }
     print ""
 }' "$RESULTS" >"$SECTION"

@@ -108,7 +108,6 @@ impl Auth {
         may_fetch: bool,
     ) -> Decision {
         let now = now_ms / 1000;
-        let key = VerifiedCache::key(token);
         let remote = &self.remote;
         let generation = |p: usize| {
             remote
@@ -116,7 +115,7 @@ impl Auth {
                 .and_then(Option::as_ref)
                 .map_or(0, RemoteKeys::generation)
         };
-        if let Some(v) = self.cache.get(&key, now, generation) {
+        if let Some(v) = self.cache.get(token, now, generation) {
             return Decision::Allow {
                 tenant: v.tenant,
                 cached: true,
@@ -129,7 +128,7 @@ impl Auth {
                 Ok(v) => {
                     let g = generation_of(&self.remote, v.provider);
                     let tenant = v.tenant.clone();
-                    self.cache.put(key, v, g);
+                    self.cache.put(token, v, g);
                     return Decision::Allow {
                         tenant,
                         cached: false,

@@ -180,8 +180,9 @@ fn log_warn(msg: &str) {
     let _ = hostcalls::log(LogLevel::Warn, msg);
 }
 
-/// Handles a fetch answer delivered to any context, then settles parked requests.
-fn on_fetch_answer(state: &Shared, token: u32, body_size: usize, num_headers: usize) {
+/// Handles a fetch answer delivered to any context (`own_id`), then settles parked
+/// requests, and gives the effective context back to `own_id`.
+fn on_fetch_answer(state: &Shared, own_id: u32, token: u32, body_size: usize, num_headers: usize) {
     let mut st = state.borrow_mut();
     let Some(pos) = st.fetches.iter().position(|(t, _)| *t == token) else {
         return;
@@ -227,6 +228,7 @@ fn on_fetch_answer(state: &Shared, token: u32, body_size: usize, num_headers: us
     }
     drop(st);
     settle_parked(state, Some(provider), now);
+    let _ = hostcalls::set_effective_context(own_id);
 }
 
 /// Re-decides parked requests (of `provider`, or all stale ones) and resumes or answers them.
@@ -264,8 +266,7 @@ impl Context for Root {
         _trailers: usize,
     ) {
         if let Some(s) = &self.state {
-            on_fetch_answer(s, token, body_size, num_headers);
-            let _ = hostcalls::set_effective_context(self.id);
+            on_fetch_answer(s, self.id, token, body_size, num_headers);
         }
     }
 }
@@ -364,8 +365,7 @@ impl Context for Stream {
         _trailers: usize,
     ) {
         if let Some(s) = &self.state {
-            on_fetch_answer(s, token, body_size, num_headers);
-            let _ = hostcalls::set_effective_context(self.id);
+            on_fetch_answer(s, self.id, token, body_size, num_headers);
         }
     }
 }

@@ -138,32 +138,38 @@ impl<H: Host> StateStore for SharedStore<H> {
         let now = seen.now.get();
         let mut attempt = 1;
         loop {
-            let (tat, cas) = match self.host.get_shared(key) {
+            let (stored, cas) = match self.host.get_shared(key) {
                 Some((bytes, cas)) => (decode(&bytes), Some(cas)),
                 None => (None, None),
             };
             // After a plan change (or a wall clock stepped back) a TAT can be further
-            // ahead than this plan's whole burst: clamp it to "burst used up now".
-            let tat = tat.map(|t| t.min(now.saturating_add(self.horizon)));
-            match f(tat.map(Nanos::from)) {
+            // ahead than this plan's whole window T + τ: clamp it to "burst used up
+            // now". The clamp is written back even when the request is limited, or it
+            // would slide along with the clock and never let the tenant through.
+            let tat = stored.map(|t| t.min(now.saturating_add(self.horizon)));
+            let (result, write) = match f(tat.map(Nanos::from)) {
                 Err(limited) => {
                     seen.tat.set(tat);
-                    return Err(limited);
+                    let clamped = tat.filter(|_| tat != stored);
+                    (Err(limited), clamped)
                 }
-                Ok((allowed, next)) => {
-                    let next = u64::from(next);
-                    match self.host.set_shared(key, &encode(next), cas) {
-                        Ok(()) => {
-                            seen.tat.set(Some(next));
-                            return Ok(allowed);
-                        }
-                        Err(SetError::CasMismatch) if attempt < MAX_CAS_ATTEMPTS => attempt += 1,
-                        Err(_) => {
-                            seen.tat.set(tat);
-                            seen.failed.set(true);
-                            return Ok(allowed);
-                        }
-                    }
+                Ok((allowed, next)) => (Ok(allowed), Some(u64::from(next))),
+            };
+            let Some(value) = write else {
+                return result;
+            };
+            match self.host.set_shared(key, &encode(value), cas) {
+                Ok(()) => {
+                    seen.tat.set(Some(value));
+                    return result;
+                }
+                Err(SetError::CasMismatch) if attempt < MAX_CAS_ATTEMPTS => attempt += 1,
+                // A limited request needs no write to be right.
+                Err(_) if result.is_err() => return result,
+                Err(_) => {
+                    seen.tat.set(tat);
+                    seen.failed.set(true);
+                    return result;
                 }
             }
         }

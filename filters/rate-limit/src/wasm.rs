@@ -1,0 +1,208 @@
+//! proxy-wasm glue: the root context parses the configuration (again on every update)
+//! and builds the per-worker [`Limiter`]; each HTTP context asks it for a decision,
+//! answers locally or lets the request through, and adds the RateLimit headers to the
+//! upstream's response.
+
+use crate::config::Settings;
+use crate::host::{Host, SetError};
+use crate::limiter::{Decision, Limiter, Refusal};
+use crate::reply::{self, Reply};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| Box::new(Root { state: None }));
+}}
+
+/// The proxy as [`Host`]: `get_current_time`, shared data with CAS.
+#[derive(Clone, Copy)]
+struct ProxyHost;
+
+impl Host for ProxyHost {
+    fn now_nanos(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+    fn get_shared(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(v), cas)) => Some((v, cas.unwrap_or(0))),
+            _ => None,
+        }
+    }
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SetError::CasMismatch),
+            Err(_) => Err(SetError::Failed),
+        }
+    }
+}
+
+/// Counters exported as Envoy stats (`wasmcustom.rate_limit.*`).
+struct Metrics {
+    allowed: u32,
+    limited: u32,
+    refused: u32,
+    refused_missing: u32,
+    refused_unknown: u32,
+    unavailable: u32,
+}
+
+impl Metrics {
+    fn define() -> Option<Metrics> {
+        let c = |n: &str| hostcalls::define_metric(MetricType::Counter, &format!("rate_limit.{n}")).ok();
+        Some(Metrics {
+            allowed: c("allowed")?,
+            limited: c("limited")?,
+            refused: c("refused")?,
+            refused_missing: c("refused_missing_tenant")?,
+            refused_unknown: c("refused_unknown_tenant")?,
+            unavailable: c("unavailable")?,
+        })
+    }
+}
+
+fn bump(id: u32) {
+    let _ = hostcalls::increment_metric(id, 1);
+}
+
+/// Per-worker state shared by the root and its HTTP contexts (same thread, so Rc). A
+/// configuration update builds a new one; streams already running keep theirs.
+struct State {
+    limiter: Limiter<ProxyHost>,
+    metrics: Option<Metrics>,
+}
+
+struct Root {
+    state: Option<Rc<State>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match Settings::parse(&bytes) {
+            Ok(settings) => {
+                let limiter = Limiter::new(settings, ProxyHost);
+                let created = limiter.register_tenants();
+                let _ = hostcalls::log(
+                    LogLevel::Debug,
+                    &format!(
+                        "rate-limit: {} plans, {} tenants ({created} new shared-data keys)",
+                        limiter.settings.plans.len(),
+                        limiter.settings.tenants.len()
+                    ),
+                );
+                self.state = Some(Rc::new(State {
+                    limiter,
+                    metrics: Metrics::define(),
+                }));
+                true
+            }
+            Err(e) => {
+                let _ = hostcalls::log(LogLevel::Critical, &format!("rate-limit: {e}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Stream {
+            state: self.state.clone(),
+            response_headers: None,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Stream {
+    state: Option<Rc<State>>,
+    /// Computed with the decision, added to the upstream's response headers.
+    response_headers: Option<[(&'static str, String); 2]>,
+}
+
+impl Context for Stream {}
+
+fn send(r: &Reply) -> Action {
+    let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
+    Action::Pause
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        let Some(state) = self.state.clone() else {
+            // No valid configuration: fail closed.
+            let _ = hostcalls::send_http_response(503, vec![], Some(b"{\"error\":\"not_configured\"}"));
+            return Action::Pause;
+        };
+        let limiter = &state.limiter;
+        let tenant = self.get_http_request_header(&limiter.settings.tenant_header);
+        let decision = limiter.check(tenant.as_deref());
+        let m = state.metrics.as_ref();
+        match decision {
+            Decision::Allow(usage) => {
+                if let Some(m) = m {
+                    bump(m.allowed);
+                }
+                if limiter.settings.emit_ratelimit_headers {
+                    self.response_headers = limiter.plan(&usage).map(|p| reply::allowed_headers(p, &usage));
+                }
+                Action::Continue
+            }
+            Decision::Limit {
+                usage,
+                retry_after_seconds,
+            } => {
+                if let Some(m) = m {
+                    bump(m.limited);
+                }
+                match limiter.plan(&usage) {
+                    Some(plan) => send(&reply::limited(
+                        tenant.as_deref().unwrap_or_default(),
+                        plan,
+                        &usage,
+                        retry_after_seconds,
+                    )),
+                    None => send(&reply::unavailable()),
+                }
+            }
+            Decision::Refuse(r) => {
+                if let Some(m) = m {
+                    bump(m.refused);
+                    bump(match r {
+                        Refusal::MissingTenant => m.refused_missing,
+                        Refusal::UnknownTenant => m.refused_unknown,
+                    });
+                }
+                send(&reply::refused(r, &limiter.settings.tenant_header))
+            }
+            Decision::Unavailable => {
+                if let Some(m) = m {
+                    bump(m.unavailable);
+                }
+                send(&reply::unavailable())
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if let Some(headers) = self.response_headers.take() {
+            for (name, value) in headers {
+                self.add_http_response_header(name, &value);
+            }
+        }
+        Action::Continue
+    }
+}
