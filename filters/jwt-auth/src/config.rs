@@ -69,16 +69,15 @@ impl Settings {
                 "not a valid lower-case header name",
             ));
         }
-        for (i, h) in c
-            .strip_headers
-            .iter()
-            .chain(&c.strip_header_prefixes)
-            .enumerate()
-        {
-            if !valid_header_name(h) {
+        let lists = [
+            ("strip_headers", &c.strip_headers),
+            ("strip_header_prefixes", &c.strip_header_prefixes),
+        ];
+        for (list, names) in lists {
+            if let Some(i) = names.iter().position(|h| !valid_header_name(h)) {
                 return Err(ConfigError::new(
-                    format!("strip_headers[{i}]"),
-                    "not a valid header name",
+                    format!("{list}[{i}]"),
+                    "not a valid lower-case header name",
                 ));
             }
         }
@@ -137,5 +136,10 @@ mod tests {
             r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"remote":{"cluster":"idp","path":"/j"}}}],"tenant_header":"X Org"}"#,
         );
         assert_eq!(e.field, "tenant_header");
+        let e = err(
+            r#"{"providers":[{"issuer":"i","audiences":["a"],"jwks":{"remote":{"cluster":"idp","path":"/j"}}}],
+                "strip_headers":["x-a"],"strip_header_prefixes":["x-ok-","X Bad-"]}"#,
+        );
+        assert_eq!(e.field, "strip_header_prefixes[1]");
     }
 }

@@ -37,6 +37,8 @@ pub struct RemoteKeys {
     adopted_cas: Option<u32>,
     /// When the keys in force were fetched (by any worker).
     fetched_ms: u64,
+    /// When this worker last saw a fetch fail.
+    failed_ms: u64,
     next_refresh_ms: u64,
     in_flight_since_ms: Option<u64>,
 }
@@ -52,6 +54,7 @@ impl RemoteKeys {
             generation: 0,
             adopted_cas: None,
             fetched_ms: 0,
+            failed_ms: 0,
             next_refresh_ms: 0,
             in_flight_since_ms: None,
         }
@@ -139,11 +142,13 @@ impl RemoteKeys {
             self.in_flight_since_ms = Some(now_ms);
             return Miss::Fetch;
         }
-        // Another worker claimed a fetch after our keys were fetched and it is still
-        // within its timeout: its result will be published, so wait for it.
+        // Another worker claimed a fetch after our keys were fetched (and after the last
+        // failure we saw) and it is still within its timeout: its result will be
+        // published, so wait for it. Otherwise answer now.
         match self.last_claim(shared) {
             Some(t)
                 if (self.keys.is_none() || t > self.fetched_ms)
+                    && t > self.failed_ms
                     && now_ms.saturating_sub(t) <= self.cfg.timeout_ms =>
             {
                 Miss::Wait
@@ -190,6 +195,7 @@ impl RemoteKeys {
                 Ok(n)
             }
             Err(e) => {
+                self.failed_ms = now_ms;
                 self.next_refresh_ms = now_ms + self.cfg.retry_seconds * 1000;
                 Err(e)
             }
@@ -200,9 +206,13 @@ impl RemoteKeys {
     /// refresh period otherwise.
     pub fn ttl_seconds(&self, cache_control: Option<&str>) -> u64 {
         let max_age = cache_control.and_then(|cc| {
-            cc.split(',').map(str::trim).find_map(|d| {
-                d.strip_prefix("max-age=")
-                    .and_then(|v| v.trim_matches('"').parse::<u64>().ok())
+            cc.split(',').find_map(|d| {
+                // Directive names are case-insensitive (RFC 9111 §5.2).
+                let (name, value) = d.split_once('=')?;
+                if !name.trim().eq_ignore_ascii_case("max-age") {
+                    return None;
+                }
+                value.trim().trim_matches('"').parse::<u64>().ok()
             })
         });
         match max_age {

@@ -4,7 +4,7 @@
 // Helpers outside #[test] fns are test code too: failing loudly is their job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use bulkhead_testkit::cases::{self, SPOOFED_HEADERS};
+use bulkhead_testkit::cases;
 use bulkhead_testkit::forge;
 use bulkhead_testkit::keys::{self, Alg};
 use proxy_wasm_harness::{Action, Process, RootId, StreamId, Vm, VmOptions};
@@ -61,77 +61,7 @@ fn body_json(vm: &Vm, s: StreamId) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
 
-#[test]
-fn token_suite_under_a_frozen_clock() {
-    let p = process_at(NOW);
-    let (mut vm, root) = worker(&p, &cases::filter_config(cases::inline_jwks()));
-    let table = cases::cases(NOW);
-    assert!(table.len() >= 30, "only {} cases", table.len());
-    for c in &table {
-        let (s, action) = send(&mut vm, root, &c.request_headers());
-        let st = vm.stream(s);
-        for (spoofed, _) in SPOOFED_HEADERS {
-            if c.expect_tenant.is_none() || spoofed != "x-org-id" {
-                assert!(
-                    st.request_header(spoofed).is_none(),
-                    "{}: {spoofed} reached upstream",
-                    c.name
-                );
-            }
-        }
-        if c.expect_allowed() {
-            assert_eq!(
-                action,
-                Action::Continue,
-                "{}: {:?}",
-                c.name,
-                st.local_response
-            );
-            assert_eq!(
-                st.request_header_all("x-org-id"),
-                vec![c.expect_tenant.unwrap()],
-                "{}",
-                c.name
-            );
-            assert!(
-                st.request_header("authorization").is_some(),
-                "{}: authorization kept",
-                c.name
-            );
-        } else {
-            let r = st
-                .local_response
-                .as_ref()
-                .unwrap_or_else(|| panic!("{}: not rejected", c.name));
-            assert_eq!(
-                r.status,
-                c.expect_status,
-                "{}: {}",
-                c.name,
-                String::from_utf8_lossy(&r.body)
-            );
-            let b = body_json(&vm, s);
-            assert_eq!(b["error"].as_str(), c.expect_error, "{}", c.name);
-            if let Some(reason) = c.expect_reason {
-                assert_eq!(b["reason"], reason, "{}", c.name);
-            }
-            if c.expect_status == 401 {
-                assert!(
-                    r.header("www-authenticate")
-                        .is_some_and(|h| h.starts_with("Bearer realm=\"bulkhead\""))
-                );
-            }
-        }
-        vm.finish(s).unwrap();
-    }
-    let m = |n: &str| p.metric(&format!("jwt_auth.{n}")).unwrap_or(0);
-    let allowed = table.iter().filter(|c| c.expect_allowed()).count() as u64;
-    assert_eq!(m("allowed"), allowed);
-    assert_eq!(
-        m("allowed") + m("denied_missing") + m("denied_invalid") + m("denied_tenant"),
-        table.len() as u64
-    );
-}
+// The whole token table runs against this module in tests/e2e/tests/cases_frozen_clock.rs.
 
 #[test]
 fn skew_boundaries_to_the_second_and_the_cache_respects_exp() {

@@ -261,7 +261,7 @@ fn failed_refresh_keeps_last_good_keys_and_max_age_is_bounded() {
         .unwrap();
     let mut rk = RemoteKeys::new("x", cfg);
     assert_eq!(rk.ttl_seconds(Some("public, max-age=5")), 60);
-    assert_eq!(rk.ttl_seconds(Some("max-age=600")), 600);
+    assert_eq!(rk.ttl_seconds(Some("Max-Age=600")), 600);
     assert_eq!(rk.ttl_seconds(Some("max-age=999999")), 3600);
     assert_eq!(rk.ttl_seconds(None), 300);
     assert_eq!(rk.on_miss(MissKind::NoKeys, 0, &shared), Miss::Fetch);

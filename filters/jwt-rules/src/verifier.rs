@@ -75,7 +75,7 @@ impl Verifier {
         let keys = keys.ok_or(Rejection::NoKeys { provider: pi })?;
         let jwk = select_key(keys, alg, t.kid.as_deref(), pi)?;
         let skew = self.rules.clock_skew_seconds;
-        if !signature::verify(alg, &jwk.key, token, t.signing_input, &t.signature) {
+        if !signature::verify(alg, &jwk.key, t.signing_input, &t.signature) {
             return Err(Rejection::Invalid("signature verification failed"));
         }
         claims::check_time(&t.claims, now, skew)?;

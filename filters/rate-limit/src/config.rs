@@ -44,7 +44,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: field `{}`: {}", self.field, self.message)
+        write!(
+            f,
+            "invalid configuration: field `{}`: {}",
+            self.field, self.message
+        )
     }
 }
 
@@ -153,19 +157,29 @@ pub struct Settings {
 impl Settings {
     pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let c: FilterConfig = serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)?;
+        let c: FilterConfig =
+            serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)?;
         Settings::from_config(c)
     }
 
     pub fn from_config(c: FilterConfig) -> Result<Settings, ConfigError> {
         if !valid_header_name(&c.tenant_header) {
-            return Err(ConfigError::new("tenant_header", "not a valid lower-case header name"));
+            return Err(ConfigError::new(
+                "tenant_header",
+                "not a valid lower-case header name",
+            ));
         }
         if c.scope.is_empty()
             || c.scope.len() > 64
-            || !c.scope.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !c
+                .scope
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            return Err(ConfigError::new("scope", "1-64 characters from [A-Za-z0-9_-]"));
+            return Err(ConfigError::new(
+                "scope",
+                "1-64 characters from [A-Za-z0-9_-]",
+            ));
         }
         if c.plans.is_empty() {
             return Err(ConfigError::new("plans", "at least one plan is required"));
@@ -177,14 +191,13 @@ impl Settings {
             index.insert(name.as_str(), plans.len());
             plans.push(plan);
         }
-        let default_plan = match &c.default_plan {
-            None => None,
-            Some(d) => Some(
-                *index
-                    .get(d.as_str())
-                    .ok_or_else(|| ConfigError::new("default_plan", format!("no plan named `{d}`")))?,
-            ),
-        };
+        let default_plan =
+            match &c.default_plan {
+                None => None,
+                Some(d) => Some(*index.get(d.as_str()).ok_or_else(|| {
+                    ConfigError::new("default_plan", format!("no plan named `{d}`"))
+                })?),
+            };
         let mut tenants = HashMap::with_capacity(c.tenants.len());
         for (id, t) in &c.tenants {
             if !valid_tenant_id(id) {
@@ -198,7 +211,10 @@ impl Settings {
                     ConfigError::new(format!("tenants.{id}.plan"), format!("no plan named `{p}`"))
                 })?,
                 None => default_plan.ok_or_else(|| {
-                    ConfigError::new(format!("tenants.{id}.plan"), "no plan given and no `default_plan`")
+                    ConfigError::new(
+                        format!("tenants.{id}.plan"),
+                        "no plan given and no `default_plan`",
+                    )
                 })?,
             };
             let key = format!("bulkhead.rl.{}.{id}", c.scope);
@@ -240,10 +256,13 @@ fn plan(name: &str, p: &PlanConfig) -> Result<Plan, ConfigError> {
             "exactly one of `per_second`, `per_minute`, `per_hour` is required",
         ));
     };
-    let count = checked_count(*count).ok_or_else(|| ConfigError::new(at(field), format!("must be within 1..={MAX_COUNT}")))?;
+    let count = checked_count(*count)
+        .ok_or_else(|| ConfigError::new(at(field), format!("must be within 1..={MAX_COUNT}")))?;
     let burst = match p.burst {
         None => count,
-        Some(b) => checked_count(b).ok_or_else(|| ConfigError::new(at("burst"), format!("must be within 1..={MAX_COUNT}")))?,
+        Some(b) => checked_count(b).ok_or_else(|| {
+            ConfigError::new(at("burst"), format!("must be within 1..={MAX_COUNT}"))
+        })?,
     };
     let quota = match *window {
         1 => Quota::per_second(count),
@@ -251,7 +270,11 @@ fn plan(name: &str, p: &PlanConfig) -> Result<Plan, ConfigError> {
         _ => Quota::per_hour(count),
     }
     .allow_burst(burst);
-    let window_seconds = quota.burst_size_replenished_in().as_nanos().div_ceil(1_000_000_000).max(1) as u64;
+    let window_seconds = quota
+        .burst_size_replenished_in()
+        .as_nanos()
+        .div_ceil(1_000_000_000)
+        .max(1) as u64;
     Ok(Plan {
         name: name.to_string(),
         policy_header: format!("\"{name}\";q={burst};w={window_seconds}"),
@@ -268,8 +291,7 @@ fn checked_count(n: u32) -> Option<NonZeroU32> {
 /// Lower-case token characters only: what Envoy's header maps hold.
 pub fn valid_header_name(h: &str) -> bool {
     !h.is_empty()
-        && h
-            .bytes()
+        && h.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -278,7 +300,8 @@ pub fn valid_header_name(h: &str) -> bool {
 pub fn valid_tenant_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ pub enum Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allow(Usage),
-    Limit { usage: Usage, retry_after_seconds: u64 },
+    Limit {
+        usage: Usage,
+        retry_after_seconds: u64,
+    },
     Refuse(Refusal),
     /// The decision could not be recorded in shared data: fail closed.
     Unavailable,
@@ -52,6 +55,7 @@ pub struct Limiter<H: Host> {
     pub settings: Settings,
     host: H,
     plans: Vec<PlanState<H>>,
+    last_retries: std::cell::Cell<u32>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -70,12 +74,21 @@ impl<H: Host + Clone> Limiter<H> {
                 let horizon = nanos(p.emission_interval() + p.tolerance());
                 let store = SharedStore::new(host.clone(), horizon, observed.clone());
                 // `new` takes `start` from the clock: the epoch, in every VM.
-                let limiter = PlanLimiter::new(p.quota, store, EpochClock::at_epoch(host.clone(), observed.clone()));
+                let limiter = PlanLimiter::new(
+                    p.quota,
+                    store,
+                    EpochClock::at_epoch(host.clone(), observed.clone()),
+                );
                 limiter.clock().run();
                 PlanState { limiter, observed }
             })
             .collect();
-        Limiter { settings, host, plans }
+        Limiter {
+            settings,
+            host,
+            plans,
+            last_retries: std::cell::Cell::new(0),
+        }
     }
 
     /// Creates the shared-data key of every registered tenant that has none yet, so that
@@ -85,7 +98,11 @@ impl<H: Host + Clone> Limiter<H> {
     pub fn register_tenants(&self) -> usize {
         let mut created = 0;
         for t in self.settings.tenants.values() {
-            if self.host.get_shared(&t.key).is_none() && self.host.set_shared(&t.key, &crate::store::encode(0), None).is_ok()
+            if self.host.get_shared(&t.key).is_none()
+                && self
+                    .host
+                    .set_shared(&t.key, &crate::store::encode(0), None)
+                    .is_ok()
             {
                 created += 1;
             }
@@ -95,16 +112,19 @@ impl<H: Host + Clone> Limiter<H> {
 
     /// Decides one request from the value of the tenant header.
     pub fn check(&self, tenant: Option<&str>) -> Decision {
+        self.last_retries.set(0);
         let Some(id) = tenant.filter(|t| !t.is_empty()) else {
             return Decision::Refuse(Refusal::MissingTenant);
         };
         let Some(t) = self.settings.tenants.get(id) else {
             return Decision::Refuse(Refusal::UnknownTenant);
         };
-        let (Some(state), Some(plan)) = (self.plans.get(t.plan), self.settings.plans.get(t.plan)) else {
+        let (Some(state), Some(plan)) = (self.plans.get(t.plan), self.settings.plans.get(t.plan))
+        else {
             return Decision::Unavailable;
         };
         let result = state.limiter.check_key(&t.key);
+        self.last_retries.set(state.observed.retries());
         let now = state.observed.now();
         let usage = usage(t.plan, plan, now, state.observed.tat().unwrap_or(now));
         match result {
@@ -118,6 +138,11 @@ impl<H: Host + Clone> Limiter<H> {
                 }
             }
         }
+    }
+
+    /// CAS mismatches retried by the last [`Limiter::check`]: contention between workers.
+    pub fn last_cas_retries(&self) -> u32 {
+        self.last_retries.get()
     }
 
     /// The plan behind a [`Usage`].

@@ -16,7 +16,10 @@ pub struct Reply {
 /// `RateLimit: "<plan>";r=<remaining>;t=<seconds until reset>`
 /// (draft-ietf-httpapi-ratelimit-headers; the plan names the `RateLimit-Policy`).
 pub fn ratelimit_header(plan: &Plan, usage: &Usage) -> String {
-    format!("\"{}\";r={};t={}", plan.name, usage.remaining, usage.reset_seconds)
+    format!(
+        "\"{}\";r={};t={}",
+        plan.name, usage.remaining, usage.reset_seconds
+    )
 }
 
 /// The headers of an allowed response: `RateLimit-Policy` and `RateLimit`.
@@ -51,7 +54,10 @@ pub fn limited(tenant: &str, plan: &Plan, usage: &Usage, retry_after_seconds: u6
 /// 403: no verified tenant, or one that is not registered.
 pub fn refused(r: Refusal, tenant_header: &str) -> Reply {
     let (error, reason) = match r {
-        Refusal::MissingTenant => ("missing_tenant", format!("no {tenant_header} header: the request carries no verified tenant")),
+        Refusal::MissingTenant => (
+            "missing_tenant",
+            format!("no {tenant_header} header: the request carries no verified tenant"),
+        ),
         Refusal::UnknownTenant => ("unknown_tenant", "the tenant is not registered".to_string()),
     };
     Reply {
@@ -80,10 +86,17 @@ mod tests {
 
     #[test]
     fn draft_header_syntax() {
-        let s = Settings::parse(br#"{"plans":{"standard":{"per_second":50,"burst":100}},"tenants":{}}"#).unwrap();
+        let s = Settings::parse(
+            br#"{"plans":{"standard":{"per_second":50,"burst":100}},"tenants":{}}"#,
+        )
+        .unwrap();
         let plan = &s.plans[0];
         assert_eq!(plan.policy_header, "\"standard\";q=100;w=2");
-        let u = Usage { plan: 0, remaining: 7, reset_seconds: 2 };
+        let u = Usage {
+            plan: 0,
+            remaining: 7,
+            reset_seconds: 2,
+        };
         assert_eq!(ratelimit_header(plan, &u), "\"standard\";r=7;t=2");
         let r = limited("UA", plan, &u, 3);
         assert_eq!(r.status, 429);

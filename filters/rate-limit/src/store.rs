@@ -38,6 +38,7 @@ struct Inner {
     now: Cell<u64>,
     tat: Cell<Option<u64>>,
     failed: Cell<bool>,
+    retries: Cell<u32>,
 }
 
 impl Observed {
@@ -52,6 +53,10 @@ impl Observed {
     /// Whether the last allowed decision could not be written to shared data.
     pub fn failed(&self) -> bool {
         self.0.failed.get()
+    }
+    /// CAS mismatches (another worker wrote first) retried during the last decision.
+    pub fn retries(&self) -> u32 {
+        self.0.retries.get()
     }
 }
 
@@ -134,6 +139,7 @@ impl<H: Host> StateStore for SharedStore<H> {
     {
         let seen = &self.observed.0;
         seen.failed.set(false);
+        seen.retries.set(0);
         // `check_key` read the clock just before calling us.
         let now = seen.now.get();
         let mut attempt = 1;
@@ -163,7 +169,10 @@ impl<H: Host> StateStore for SharedStore<H> {
                     seen.tat.set(Some(value));
                     return result;
                 }
-                Err(SetError::CasMismatch) if attempt < MAX_CAS_ATTEMPTS => attempt += 1,
+                Err(SetError::CasMismatch) if attempt < MAX_CAS_ATTEMPTS => {
+                    attempt += 1;
+                    seen.retries.set(attempt - 1);
+                }
                 // A limited request needs no write to be right.
                 Err(_) if result.is_err() => return result,
                 Err(_) => {

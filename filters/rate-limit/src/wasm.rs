@@ -53,11 +53,14 @@ struct Metrics {
     refused_missing: u32,
     refused_unknown: u32,
     unavailable: u32,
+    cas_retries: u32,
 }
 
 impl Metrics {
     fn define() -> Option<Metrics> {
-        let c = |n: &str| hostcalls::define_metric(MetricType::Counter, &format!("rate_limit.{n}")).ok();
+        let c = |n: &str| {
+            hostcalls::define_metric(MetricType::Counter, &format!("rate_limit.{n}")).ok()
+        };
         Some(Metrics {
             allowed: c("allowed")?,
             limited: c("limited")?,
@@ -65,6 +68,7 @@ impl Metrics {
             refused_missing: c("refused_missing_tenant")?,
             refused_unknown: c("refused_unknown_tenant")?,
             unavailable: c("unavailable")?,
+            cas_retries: c("cas_retries")?,
         })
     }
 }
@@ -135,7 +139,11 @@ struct Stream {
 impl Context for Stream {}
 
 fn send(r: &Reply) -> Action {
-    let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
     Action::Pause
 }
@@ -144,20 +152,29 @@ impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let Some(state) = self.state.clone() else {
             // No valid configuration: fail closed.
-            let _ = hostcalls::send_http_response(503, vec![], Some(b"{\"error\":\"not_configured\"}"));
+            let _ =
+                hostcalls::send_http_response(503, vec![], Some(b"{\"error\":\"not_configured\"}"));
             return Action::Pause;
         };
         let limiter = &state.limiter;
         let tenant = self.get_http_request_header(&limiter.settings.tenant_header);
         let decision = limiter.check(tenant.as_deref());
         let m = state.metrics.as_ref();
+        if let Some(m) = m {
+            let retries = limiter.last_cas_retries();
+            if retries > 0 {
+                let _ = hostcalls::increment_metric(m.cas_retries, i64::from(retries));
+            }
+        }
         match decision {
             Decision::Allow(usage) => {
                 if let Some(m) = m {
                     bump(m.allowed);
                 }
                 if limiter.settings.emit_ratelimit_headers {
-                    self.response_headers = limiter.plan(&usage).map(|p| reply::allowed_headers(p, &usage));
+                    self.response_headers = limiter
+                        .plan(&usage)
+                        .map(|p| reply::allowed_headers(p, &usage));
                 }
                 Action::Continue
             }

@@ -1,5 +1,6 @@
 //! The compiled filter (`rate_limit_filter.wasm`) in the proxy-wasm harness: frozen
 //! clock, shared data across worker VMs, exact GCRA arithmetic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test helpers
 
 use proxy_wasm_harness::{Action, Process, RootId, StreamId, Vm, VmOptions};
 use serde_json::{Value, json};
@@ -12,7 +13,9 @@ const ROOT: &str = "rate_limit";
 
 fn wasm() -> &'static PathBuf {
     static W: OnceLock<PathBuf> = OnceLock::new();
-    W.get_or_init(|| proxy_wasm_harness::wasm_module("rate-limit-filter", &["filters/rate-limit/src"]).unwrap())
+    W.get_or_init(|| {
+        proxy_wasm_harness::wasm_module("rate-limit-filter", &["filters/rate-limit/src"]).unwrap()
+    })
 }
 
 fn process() -> Process {
@@ -49,7 +52,11 @@ fn worker(p: &Process, cfg: &Value) -> (Vm, RootId) {
 /// One request; for an allowed one, the upstream's 200 goes back through the filter.
 fn send(vm: &mut Vm, root: RootId, tenant: Option<&str>) -> (StreamId, Action) {
     let s = vm.new_http(root).unwrap();
-    let mut headers = vec![(":method", "GET"), (":path", "/v1/eta"), (":authority", "edge")];
+    let mut headers = vec![
+        (":method", "GET"),
+        (":path", "/v1/eta"),
+        (":authority", "edge"),
+    ];
     if let Some(t) = tenant {
         headers.push(("x-org-id", t));
     }
@@ -80,7 +87,9 @@ fn ratelimit(vm: &Vm, s: StreamId) -> Option<&str> {
 }
 
 fn stored_tat(p: &Process, tenant: &str) -> u64 {
-    let (v, _) = p.shared_data(&format!("bulkhead.rl.default.{tenant}")).unwrap();
+    let (v, _) = p
+        .shared_data(&format!("bulkhead.rl.default.{tenant}"))
+        .unwrap();
     u64::from_le_bytes(v.try_into().unwrap())
 }
 
@@ -93,16 +102,32 @@ fn burst_then_steady_rate_with_exact_headers() {
         let (s, a) = send(&mut vm, root, Some("DL"));
         assert_eq!(a, Action::Continue);
         // After n requests TAT = now + n × 100 ms: reset rounds up to 1 s.
-        assert_eq!(ratelimit(&vm, s), Some(format!("\"standard\";r={r};t=1").as_str()));
-        assert_eq!(vm.stream(s).response_header("ratelimit-policy"), Some("\"standard\";q=5;w=1"));
+        assert_eq!(
+            ratelimit(&vm, s),
+            Some(format!("\"standard\";r={r};t=1").as_str())
+        );
+        assert_eq!(
+            vm.stream(s).response_header("ratelimit-policy"),
+            Some("\"standard\";q=5;w=1")
+        );
     }
     let (s, a) = send(&mut vm, root, Some("DL"));
     assert_eq!(a, Action::Pause);
     let (status, retry, rl, body) = local(&vm, s);
-    assert_eq!((status, retry.as_deref(), rl.as_deref()), (429, Some("1"), Some("\"standard\";r=0;t=1")));
-    assert_eq!(body, json!({"error": "rate_limited", "tenant": "DL", "plan": "standard", "retry_after_seconds": 1}));
     assert_eq!(
-        vm.stream(s).local_response.as_ref().unwrap().header("ratelimit-policy"),
+        (status, retry.as_deref(), rl.as_deref()),
+        (429, Some("1"), Some("\"standard\";r=0;t=1"))
+    );
+    assert_eq!(
+        body,
+        json!({"error": "rate_limited", "tenant": "DL", "plan": "standard", "retry_after_seconds": 1})
+    );
+    assert_eq!(
+        vm.stream(s)
+            .local_response
+            .as_ref()
+            .unwrap()
+            .header("ratelimit-policy"),
         Some("\"standard\";q=5;w=1")
     );
 
@@ -131,11 +156,17 @@ fn retry_after_and_reset_in_whole_seconds_and_refill_after_idle() {
     for r in [2, 1, 0] {
         let (s, _) = send(&mut vm, root, Some("UA"));
         let t = 10 * (3 - r);
-        assert_eq!(ratelimit(&vm, s), Some(format!("\"slow\";r={r};t={t}").as_str()));
+        assert_eq!(
+            ratelimit(&vm, s),
+            Some(format!("\"slow\";r={r};t={t}").as_str())
+        );
     }
     let (s, _) = send(&mut vm, root, Some("UA"));
     let (status, retry, rl, _) = local(&vm, s);
-    assert_eq!((status, retry.as_deref(), rl.as_deref()), (429, Some("10"), Some("\"slow\";r=0;t=30")));
+    assert_eq!(
+        (status, retry.as_deref(), rl.as_deref()),
+        (429, Some("10"), Some("\"slow\";r=0;t=30"))
+    );
     assert_eq!(local(&vm, s).3["plan"], "slow");
     // 9.5 s later: half a second to go, rounded up.
     p.advance(ms(9_500));
@@ -161,7 +192,14 @@ fn state_is_one_epoch_timestamp_per_registered_tenant() {
     let (mut vm, root) = worker(&p, &config());
     // on_configure registered every tenant's key ("no state" yet) and nothing else.
     let keys = p.shared_data_keys();
-    assert_eq!(keys, ["bulkhead.rl.default.AA", "bulkhead.rl.default.DL", "bulkhead.rl.default.UA"]);
+    assert_eq!(
+        keys,
+        [
+            "bulkhead.rl.default.AA",
+            "bulkhead.rl.default.DL",
+            "bulkhead.rl.default.UA"
+        ]
+    );
     assert!(allowed(&mut vm, root, "DL"));
     // TAT after one request = now + T, in nanoseconds since the Unix epoch.
     assert_eq!(stored_tat(&p, "DL"), NOW * 1_000_000_000 + 100_000_000);
@@ -171,7 +209,11 @@ fn state_is_one_epoch_timestamp_per_registered_tenant() {
         let (s, a) = send(&mut vm, root, Some(t));
         assert_eq!(a, Action::Pause);
         let (status, _, _, body) = local(&vm, s);
-        assert_eq!((status, body["error"].as_str()), (403, Some("unknown_tenant")), "{t:?}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (403, Some("unknown_tenant")),
+            "{t:?}"
+        );
     }
     for i in 0..1000 {
         send(&mut vm, root, Some(&format!("org-{i}")));
@@ -204,7 +246,10 @@ fn tenants_are_independent() {
     while allowed(&mut vm, root, "DL") {}
     // DL is exhausted; UA and AA still have their whole bursts.
     assert_eq!((0..4).filter(|_| allowed(&mut vm, root, "UA")).count(), 3);
-    assert_eq!((0..250).filter(|_| allowed(&mut vm, root, "AA")).count(), 200);
+    assert_eq!(
+        (0..250).filter(|_| allowed(&mut vm, root, "AA")).count(),
+        200
+    );
     assert!(!allowed(&mut vm, root, "DL"));
 }
 
@@ -218,7 +263,11 @@ fn two_workers_share_one_limit() {
     let (mut b, rb) = worker(&p, &config());
     let mut n = 0;
     for i in 0..20 {
-        let ok = if i % 2 == 0 { allowed(&mut a, ra, "DL") } else { allowed(&mut b, rb, "DL") };
+        let ok = if i % 2 == 0 {
+            allowed(&mut a, ra, "DL")
+        } else {
+            allowed(&mut b, rb, "DL")
+        };
         n += usize::from(ok);
     }
     assert_eq!(n, 5, "one burst for the process, not one per worker");
@@ -230,7 +279,11 @@ fn two_workers_share_one_limit() {
     let mut n = 0;
     for i in 0..1000 {
         p.advance(ms(1));
-        n += usize::from(if i % 2 == 0 { allowed(&mut a, ra, "DL") } else { allowed(&mut b, rb, "DL") });
+        n += usize::from(if i % 2 == 0 {
+            allowed(&mut a, ra, "DL")
+        } else {
+            allowed(&mut b, rb, "DL")
+        });
     }
     assert_eq!(n, 10);
     assert_eq!(p.metric("rate_limit.allowed"), Some(5 + 1 + 10));
@@ -241,7 +294,10 @@ fn plan_change_applies_at_once_and_keeps_other_tenants_state() {
     let p = process();
     let (mut vm, root) = worker(&p, &config());
     // AA (premium, burst 200) spends 150; DL (standard, burst 5) spends 3.
-    assert_eq!((0..150).filter(|_| allowed(&mut vm, root, "AA")).count(), 150);
+    assert_eq!(
+        (0..150).filter(|_| allowed(&mut vm, root, "AA")).count(),
+        150
+    );
     assert_eq!((0..3).filter(|_| allowed(&mut vm, root, "DL")).count(), 3);
     let aa_tat = stored_tat(&p, "AA");
     assert_eq!(aa_tat, NOW * 1_000_000_000 + 150 * 10_000_000);
@@ -256,7 +312,10 @@ fn plan_change_applies_at_once_and_keeps_other_tenants_state() {
     let (s, a) = send(&mut vm, root, Some("AA"));
     assert_eq!(a, Action::Pause);
     let (status, retry, rl, body) = local(&vm, s);
-    assert_eq!((status, retry.as_deref(), rl.as_deref()), (429, Some("1"), Some("\"standard\";r=0;t=1")));
+    assert_eq!(
+        (status, retry.as_deref(), rl.as_deref()),
+        (429, Some("1"), Some("\"standard\";r=0;t=1"))
+    );
     assert_eq!(body["plan"], "standard");
     p.advance(ms(100));
     assert!(allowed(&mut vm, root, "AA"));
@@ -302,7 +361,8 @@ fn custom_tenant_header_and_scope() {
     cfg["scope"] = json!("edge");
     let (mut vm, root) = worker(&p, &cfg);
     let s = vm.new_http(root).unwrap();
-    vm.request_headers(s, &[(":path", "/"), ("x-tenant", "DL")], true).unwrap();
+    vm.request_headers(s, &[(":path", "/"), ("x-tenant", "DL")], true)
+        .unwrap();
     assert!(vm.stream(s).local_response.is_none());
     let (s, _) = send(&mut vm, root, Some("DL")); // only x-org-id: not our header
     assert_eq!(local(&vm, s).3["error"], "missing_tenant");
@@ -315,8 +375,14 @@ fn invalid_configuration_is_refused_naming_the_field() {
     let mut vm = Vm::load(wasm(), &p, VmOptions::default()).unwrap();
     let mut cfg = config();
     cfg["tenants"]["UA"]["plan"] = json!("gold");
-    let e = vm.configure(ROOT, cfg.to_string().as_bytes()).unwrap_err().to_string();
+    let e = vm
+        .configure(ROOT, cfg.to_string().as_bytes())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("tenants.UA.plan") && e.contains("gold"), "{e}");
-    let e = vm.configure("other", br#"{"plans":{"s":{"per_second":0}},"tenants":{}}"#).unwrap_err().to_string();
+    let e = vm
+        .configure("other", br#"{"plans":{"s":{"per_second":0}},"tenants":{}}"#)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("plans.s.per_second"), "{e}");
 }

@@ -1,1 +1,327 @@
-//! End-to-end tests through a real Envoy live in tests/.
+//! End-to-end tests through a real Envoy live in tests/; this library holds
+//! what they share: locating the filter module, Envoy building blocks for
+//! our filter and for native `jwt_authn`, running a [`Case`] and checking
+//! the answer, and counting verdicts to compare with Envoy's stats.
+//!
+//! The filter module is looked up at
+//! `$CARGO_TARGET_DIR/wasm32-wasip1/release/jwt_auth_filter.wasm`, else
+//! under `<workspace>/target`; build it with `make wasm`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bulkhead_testkit::cases::{self, Case};
+use bulkhead_testkit::{EchoUpstream, EchoedRequest, Envoy, Response, config, forge, http_get};
+use serde_json::{Value, json};
+
+/// File name of the filter module.
+
+/// Counter names the filter defines (Envoy prefixes them with `wasmcustom.`).
+pub const COUNTERS: [&str; 8] = [
+    "allowed",
+    "cache_hits",
+    "denied_missing",
+    "denied_invalid",
+    "denied_tenant",
+    "unavailable",
+    "jwks_fetch_ok",
+    "jwks_fetch_failed",
+];
+
+/// Path of the built filter module, rebuilt first when its sources are newer.
+///
+/// # Panics
+/// When it cannot be built (the message says to run `make wasm`).
+#[allow(clippy::panic)] // a precondition failure of the whole test run
+pub fn wasm_path() -> PathBuf {
+    proxy_wasm_harness::wasm_module(
+        "jwt-auth-filter",
+        &["filters/jwt-auth/src", "filters/jwt-rules/src"],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Our filter as an HTTP filter entry. `name` is the plugin name and the
+/// VM id, so every listener gets its own VMs, shared data and caches.
+pub fn jwt_auth_filter(name: &str, filter_config: &Value) -> String {
+    config::wasm_filter(
+        name,
+        "jwt_auth",
+        &wasm_path(),
+        &filter_config.to_string(),
+        name,
+    )
+}
+
+/// Envoy's native `jwt_authn` set up like [`cases::filter_config`]: same
+/// issuer, audiences, keys ([`cases::jwks`]) and skew, `require_expiration`
+/// (our filter requires `exp`), the Authorization header forwarded and
+/// `org_id` copied to `x-org-id`.
+pub fn native_jwt_authn_filter() -> String {
+    let provider = json!({
+        "issuer": cases::ISSUER,
+        "audiences": cases::AUDIENCES,
+        "forward": true,
+        "clock_skew_seconds": cases::CLOCK_SKEW,
+        "require_expiration": true,
+        "claim_to_headers": [{ "header_name": cases::TENANT_HEADER, "claim_name": cases::TENANT_CLAIM }],
+        "local_jwks": { "inline_string": cases::jwks().to_string() },
+    });
+    config::to_yaml(&json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": { "bulkhead": provider },
+            "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "bulkhead" } }]
+        }
+    }))
+}
+
+/// The filter's `jwks` member for a remote JWKS through `cluster`, with
+/// the given tuning members merged into `remote`.
+pub fn remote_jwks(cluster: &str, tuning: Value) -> Value {
+    let mut jwks = cases::remote_jwks(cluster, "/.well-known/jwks.json");
+    if let (Some(remote), Value::Object(extra)) = (jwks["remote"].as_object_mut(), tuning) {
+        remote.extend(extra);
+    }
+    jwks
+}
+
+/// The case table minted for the current second, re-minted on demand so a
+/// time-sensitive case is always sent within the second it was minted for
+/// (its verdict then holds until one second later: see
+/// [`Case::time_sensitive`]).
+pub struct FreshCases {
+    now: i64,
+    cases: Vec<Case>,
+    /// How often the table was re-minted.
+    pub remints: usize,
+}
+
+impl Default for FreshCases {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FreshCases {
+    pub fn new() -> FreshCases {
+        let now = forge::now();
+        FreshCases {
+            now,
+            cases: cases::cases(now),
+            remints: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cases.is_empty()
+    }
+
+    /// Case `i`, re-minted first if it is time-sensitive and the clock has
+    /// moved to another second.
+    pub fn get(&mut self, i: usize) -> &Case {
+        if self.cases[i].time_sensitive {
+            while forge::now() != self.now {
+                self.now = forge::now();
+                self.cases = cases::cases(self.now);
+                self.remints += 1;
+            }
+        }
+        &self.cases[i]
+    }
+}
+
+/// Sends `case` to the listener on `port` (`GET /case/<name>`).
+///
+/// # Panics
+/// On transport failure.
+#[allow(clippy::panic)]
+pub fn send(port: u16, case: &Case) -> Response {
+    match http_get(
+        port,
+        &format!("/case/{}", case.name),
+        &case.request_headers(),
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("{}: request to port {port} failed: {e:#}", case.name),
+    }
+}
+
+/// Checks our filter's answer to `case`: status, JSON `error`/`reason`,
+/// the challenge, and what the upstream saw — for 200 exactly one
+/// `x-org-id` equal to the tenant, the Authorization header as sent and no
+/// `x-tenant-*` (or any other [`cases::is_reserved_header`]); for a
+/// rejection, nothing at all
+/// (`echo_before` = the echo's request count before sending).
+pub fn check_filter_answer(
+    case: &Case,
+    resp: &Response,
+    echo: &EchoUpstream,
+    echo_before: usize,
+) -> Result<(), String> {
+    let fail = |what: String| Err(format!("{}: {what}; body {:?}", case.name, resp.text()));
+    if resp.status != case.expect_status {
+        return fail(format!(
+            "status {} (expected {})",
+            resp.status, case.expect_status
+        ));
+    }
+    let forwarded = echo.request_count() - echo_before;
+    if !case.expect_allowed() {
+        if forwarded != 0 {
+            return fail(format!(
+                "a rejected request reached the upstream ({forwarded}×)"
+            ));
+        }
+        let body = match resp.json() {
+            Ok(b) => b,
+            Err(e) => return fail(format!("{e:#}")),
+        };
+        if body["error"].as_str() != case.expect_error {
+            return fail(format!(
+                "error {} (expected {:?})",
+                body["error"], case.expect_error
+            ));
+        }
+        if let Some(reason) = case.expect_reason
+            && body["reason"].as_str() != Some(reason)
+        {
+            return fail(format!("reason {} (expected {reason:?})", body["reason"]));
+        }
+        if resp.header("content-type") != Some("application/json") {
+            return fail(format!("content-type {:?}", resp.header("content-type")));
+        }
+        let challenge = resp.header_all("www-authenticate");
+        let realm = format!("Bearer realm=\"{}\"", cases::REALM);
+        let ok = match case.expect_error {
+            Some("missing_token") => challenge == [realm.as_str()],
+            Some("invalid_token") => {
+                challenge.len() == 1
+                    && challenge[0].starts_with(&format!("{realm}, error=\"invalid_token\""))
+            }
+            _ => challenge.is_empty(),
+        };
+        if !ok {
+            return fail(format!("www-authenticate {challenge:?}"));
+        }
+        return Ok(());
+    }
+    if forwarded != 1 {
+        return fail(format!("upstream saw {forwarded} requests (expected 1)"));
+    }
+    let seen = match resp.json().and_then(|v| EchoedRequest::from_json(&v)) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("not an echo answer: {e:#}")),
+    };
+    let tenant = seen.header_all(cases::TENANT_HEADER);
+    if tenant != case.expect_tenant.into_iter().collect::<Vec<_>>() {
+        return fail(format!(
+            "upstream saw {} {tenant:?} (expected exactly {:?})",
+            cases::TENANT_HEADER,
+            case.expect_tenant
+        ));
+    }
+    if seen.header_all("authorization")
+        != case
+            .authorization
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    {
+        return fail(format!(
+            "upstream saw authorization {:?}",
+            seen.header_all("authorization")
+        ));
+    }
+    let leaked: Vec<&(String, String)> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| cases::is_reserved_header(n) && n != cases::TENANT_HEADER)
+        .collect();
+    if !leaked.is_empty() {
+        return fail(format!("reserved headers reached the upstream: {leaked:?}"));
+    }
+    Ok(())
+}
+
+/// Verdicts counted from answers of our filter, in the shape of its stats.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub allowed: u64,
+    pub denied_missing: u64,
+    pub denied_invalid: u64,
+    pub denied_tenant: u64,
+    pub unavailable: u64,
+}
+
+impl Tally {
+    /// Counts one answer of our filter by status and JSON `error`.
+    pub fn record(&mut self, resp: &Response) {
+        let error = resp
+            .json()
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string));
+        match (resp.status, error.as_deref()) {
+            (200, _) => self.allowed += 1,
+            (401, Some("missing_token")) => self.denied_missing += 1,
+            (401, _) => self.denied_invalid += 1,
+            (403, _) => self.denied_tenant += 1,
+            (503, _) => self.unavailable += 1,
+            _ => {}
+        }
+    }
+
+    /// The counter name → value pairs this tally predicts.
+    pub fn as_counters(&self) -> [(&'static str, u64); 5] {
+        [
+            ("allowed", self.allowed),
+            ("denied_missing", self.denied_missing),
+            ("denied_invalid", self.denied_invalid),
+            ("denied_tenant", self.denied_tenant),
+            ("unavailable", self.unavailable),
+        ]
+    }
+}
+
+/// The filter's counter `wasmcustom.jwt_auth.<name>` (0 when not defined yet).
+pub fn counter(envoy: &Envoy, name: &str) -> u64 {
+    envoy
+        .stat(&format!("wasmcustom.jwt_auth.{name}"))
+        .unwrap_or(0)
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `Authorization: Bearer …` for a standard token of `key` with `tenant`,
+/// valid for five minutes from now.
+pub fn bearer(key: &bulkhead_testkit::TestKey, tenant: &str) -> String {
+    let now = forge::now();
+    format!(
+        "Bearer {}",
+        forge::standard(
+            key,
+            cases::ISSUER,
+            json!(cases::AUDIENCES[0]),
+            tenant,
+            now,
+            now + 300
+        )
+    )
+}

@@ -10,6 +10,7 @@
 //! | [`envoy`] | [`Envoy`]: launch a real Envoy, find its ports, read stats and logs |
 //! | [`config`] | Envoy v3 YAML building blocks: clusters, wasm / native jwt_authn filters, listeners, bootstrap |
 //! | [`client`] | [`http_get`] / [`http_request`]: a tiny blocking HTTP/1.1 client that never follows redirects |
+//! | [`cases`] | the shared token suite: a data table of requests and the jwt-auth filter's expected verdicts, plus the standard provider config |
 //!
 //! ```no_run
 //! use bulkhead_testkit::{config, forge, http_get, keys::{self, Alg}, Envoy, EchoUpstream};
@@ -33,6 +34,7 @@
 //! assert_eq!(resp.status, 200);
 //! ```
 
+pub mod cases;
 pub mod client;
 pub mod config;
 pub mod envoy;
