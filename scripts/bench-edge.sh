@@ -426,3 +426,8 @@ cp "$RUN/BENCHMARKS.md" "$OUT"
 cp "$RESULTS" "$WORK/results.tsv"
 cat "$SECTION"
 log "wrote the Edge section of $OUT (raw results: $WORK/results.tsv) in ${ELAPSED}s"
+
+# ---- rate limit (scripts/bench-ratelimit.sh writes its own "## Rate limit" section)
+if [[ ${BENCH_RATELIMIT:-1} != 0 ]]; then
+    BENCH_OUT=$OUT "$ROOT/scripts/bench-ratelimit.sh"
+fi

@@ -1,6 +1,6 @@
 //! Header values and the local replies the filter sends.
 
-use crate::config::Plan;
+use crate::config::{Plan, valid_tenant_id};
 use crate::limiter::{Refusal, Usage};
 
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
@@ -33,12 +33,23 @@ pub fn allowed_headers(plan: &Plan, usage: &Usage) -> [(&'static str, String); 2
 /// 429 with `Retry-After` (whole seconds, rounded up), the RateLimit headers and a
 /// JSON body naming the tenant's plan.
 pub fn limited(tenant: &str, plan: &Plan, usage: &Usage, retry_after_seconds: u64) -> Reply {
-    let body = serde_json::json!({
-        "error": "rate_limited",
-        "tenant": tenant,
-        "plan": plan.name,
-        "retry_after_seconds": retry_after_seconds,
-    });
+    // The hot path of a flood: plain formatting. Tenant ids and plan names are
+    // validated to [A-Za-z0-9._-], which need no JSON escaping; anything else goes
+    // through serde_json.
+    let body = if valid_tenant_id(tenant) && valid_tenant_id(&plan.name) {
+        format!(
+            r#"{{"error":"rate_limited","tenant":"{tenant}","plan":"{}","retry_after_seconds":{retry_after_seconds}}}"#,
+            plan.name
+        )
+    } else {
+        serde_json::json!({
+            "error": "rate_limited",
+            "tenant": tenant,
+            "plan": plan.name,
+            "retry_after_seconds": retry_after_seconds,
+        })
+        .to_string()
+    };
     Reply {
         status: 429,
         headers: vec![
@@ -47,7 +58,7 @@ pub fn limited(tenant: &str, plan: &Plan, usage: &Usage, retry_after_seconds: u6
             (RATELIMIT_POLICY.into(), plan.policy_header.clone()),
             (RATELIMIT.into(), ratelimit_header(plan, usage)),
         ],
-        body: body.to_string(),
+        body,
     }
 }
 
@@ -103,6 +114,9 @@ mod tests {
         assert!(r.headers.contains(&("retry-after".into(), "3".into())));
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(body["plan"], "standard");
+        let odd = limited("a\"b", plan, &u, 1);
+        let body: serde_json::Value = serde_json::from_str(&odd.body).unwrap();
+        assert_eq!(body["tenant"], "a\"b");
         assert_eq!(refused(Refusal::UnknownTenant, "x-org-id").status, 403);
     }
 }

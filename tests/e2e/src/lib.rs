@@ -14,8 +14,6 @@ use bulkhead_testkit::cases::{self, Case};
 use bulkhead_testkit::{EchoUpstream, EchoedRequest, Envoy, Response, config, forge, http_get};
 use serde_json::{Value, json};
 
-/// File name of the filter module.
-
 /// Counter names the filter defines (Envoy prefixes them with `wasmcustom.`).
 pub const COUNTERS: [&str; 8] = [
     "allowed",

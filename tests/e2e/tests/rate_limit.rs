@@ -532,3 +532,104 @@ fn behind_jwt_auth_the_limit_follows_the_verified_tenant() {
         [4, 1, 1]
     );
 }
+
+/// Writes `listener_yaml` as the LDS resource file, atomically (Envoy watches for the
+/// file being moved into place).
+fn write_lds(path: &std::path::Path, listener_yaml: &str) {
+    let resource = format!(
+        "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n{listener_yaml}"
+    );
+    let doc = format!("resources:\n{}", config::list_item(&resource, 0));
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, doc).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn plan_change_through_lds_takes_effect_without_restart() {
+    let dir = std::env::temp_dir().join(format!(
+        "bulkhead-rl-lds-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lds = dir.join("lds.yaml");
+    let cfg = |ua_plan: &str| {
+        json!({
+            "default_plan": "standard",
+            "plans": {"standard": {"per_hour": 60, "burst": 5}, "big": {"per_hour": 60, "burst": 10},
+                      "small": {"per_hour": 60, "burst": 2}},
+            "tenants": {"UA": {"plan": ua_plan}, "DL": {}}
+        })
+    };
+    let listener =
+        |ua_plan: &str| direct_listener("edge", &[rate_limit_filter("rl_lds", &cfg(ua_plan))]);
+    write_lds(&lds, &listener("big"));
+    let yaml = format!(
+        "node: {{id: bulkhead-rl-test, cluster: bulkhead}}\n\
+         dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    \
+         path_config_source: {{path: {:?}}}\n{}",
+        lds.to_string_lossy(),
+        config::bootstrap(&[], &[])
+    );
+    let envoy = Envoy::start(&yaml, 2).unwrap();
+    let port = envoy.listener_port("edge");
+    let get = |tenant: &str| http_get(port, "/", &[("x-org-id", tenant)]).unwrap();
+
+    // One request a minute (hourly plans), so that the seconds this test takes do not
+    // matter. UA (big: burst 10) spends it all; DL (standard: burst 5) spends 2.
+    for _ in 0..10 {
+        assert_eq!(get("UA").status, 200);
+    }
+    assert_eq!(get("UA").json().unwrap()["plan"], "big");
+    assert_eq!(get("DL").header("ratelimit"), Some("\"standard\";r=4;t=60"));
+    assert_eq!(
+        get("DL").header("ratelimit"),
+        Some("\"standard\";r=3;t=120")
+    );
+
+    // UA is moved to "small" (burst 2) by a listener update: no restart.
+    let before = envoy
+        .stat("listener_manager.lds.update_success")
+        .unwrap_or(0);
+    write_lds(&lds, &listener("small"));
+    let updated = bulkhead_e2e::wait_until(Duration::from_secs(10), || {
+        envoy
+            .stat("listener_manager.lds.update_success")
+            .unwrap_or(0)
+            > before
+            && envoy.stat("listener_manager.total_listeners_warming") == Some(0)
+            && get("UA").header("ratelimit-policy") == Some("\"small\";q=2;w=120")
+    });
+    assert!(
+        updated,
+        "the new plan did not take effect: UA answers {:?}; listeners {}; stats {}; log tail {}",
+        get("UA").headers,
+        envoy
+            .admin_get("/listeners")
+            .map(|r| r.text())
+            .unwrap_or_default(),
+        envoy
+            .admin_get("/stats?filter=listener_manager")
+            .map(|r| r.text())
+            .unwrap_or_default(),
+        bulkhead_testkit::envoy::tail(&envoy.logs(), 8)
+    );
+    assert_eq!(envoy.listener_port("edge"), port);
+    // UA's state carried over, clamped to the smaller plan: still out of requests,
+    // now under "small", with at most one emission interval (60 s) to wait, not the
+    // 9 minutes its old state would impose.
+    let r = get("UA");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json().unwrap()["plan"], "small");
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    // DL's state survived the update: 2 of 5 spent before, so 2 remain after this one.
+    let dl = get("DL");
+    let rl = dl.header("ratelimit").unwrap();
+    assert!(rl.starts_with("\"standard\";r=2;t="), "{rl}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

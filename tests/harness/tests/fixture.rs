@@ -10,7 +10,7 @@
 use proxy_wasm_harness::{Action, LogLevel, Process, RootId, StreamId, Vm, VmOptions};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 fn fixture_wasm() -> &'static Path {
     static WASM: OnceLock<PathBuf> = OnceLock::new();
