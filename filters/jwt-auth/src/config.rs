@@ -1,6 +1,8 @@
 //! The filter's JSON configuration (Envoy `StringValue` plugin configuration).
 
-use bulkhead_jwt::config::{ConfigError, ProviderConfig, RulesConfig};
+use bulkhead_filter_kit::ids::valid_header_name;
+use bulkhead_filter_kit::{ConfigError, parse_json};
+use bulkhead_jwt::config::{ProviderConfig, RulesConfig};
 use bulkhead_jwt::{Rules, config as rules_config};
 use serde::Deserialize;
 
@@ -60,9 +62,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let c: FilterConfig =
-            serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)?;
+        let c: FilterConfig = parse_json(bytes)?;
         if !valid_header_name(&c.tenant_header) {
             return Err(ConfigError::new(
                 "tenant_header",
@@ -104,12 +104,6 @@ impl Settings {
             cache_entries: c.cache_entries,
         })
     }
-}
-
-fn valid_header_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

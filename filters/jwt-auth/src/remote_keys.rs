@@ -186,7 +186,7 @@ impl RemoteKeys {
                 self.install(set, now_ms);
                 self.next_refresh_ms = now_ms + ttl * 1000;
                 let doc = encode_doc(now_ms, ttl, body);
-                if shared.set(&self.doc_key, &doc, None) {
+                if shared.set(&self.doc_key, &doc, None).is_ok() {
                     self.adopted_cas = shared
                         .get(&self.doc_key)
                         .filter(|(b, _)| *b == doc)
@@ -247,14 +247,16 @@ impl RemoteKeys {
         let stamp = now_ms.to_string();
         match shared.get(&self.claim_key) {
             // First fetch ever: two workers may both win this race once; harmless.
-            None => shared.set(&self.claim_key, stamp.as_bytes(), None),
+            None => shared.set(&self.claim_key, stamp.as_bytes(), None).is_ok(),
             Some((v, cas)) => {
                 let last: u64 = std::str::from_utf8(&v)
                     .ok()
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 now_ms.saturating_sub(last) >= gap_ms
-                    && shared.set(&self.claim_key, stamp.as_bytes(), Some(cas))
+                    && shared
+                        .set(&self.claim_key, stamp.as_bytes(), Some(cas))
+                        .is_ok()
             }
         }
     }

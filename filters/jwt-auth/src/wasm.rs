@@ -3,15 +3,16 @@
 
 use crate::auth::{Auth, Decision};
 use crate::config::Settings;
-use crate::host::{RequestHeaders, SharedData};
+use crate::host::RequestHeaders;
 use crate::reply;
+use bulkhead_filter_kit::proxy::{self, ProxyShared, bump};
 use bulkhead_jwt::Rejection;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -34,8 +35,7 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Option<Metrics> {
-        let c =
-            |n: &str| hostcalls::define_metric(MetricType::Counter, &format!("jwt_auth.{n}")).ok();
+        let c = |n: &str| proxy::counter("jwt_auth", n);
         Some(Metrics {
             allowed: c("allowed")?,
             cache_hits: c("cache_hits")?,
@@ -47,10 +47,6 @@ impl Metrics {
             jwks_failed: c("jwks_fetch_failed")?,
         })
     }
-}
-
-fn bump(id: u32) {
-    let _ = hostcalls::increment_metric(id, 1);
 }
 
 /// Per-worker state shared between the root and HTTP contexts (same thread, so Rc).
@@ -68,20 +64,6 @@ type Shared = Rc<RefCell<State>>;
 struct Root {
     id: u32,
     state: Option<Shared>,
-}
-
-struct ProxyShared;
-
-impl SharedData for ProxyShared {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(v), Some(cas))) => Some((v, cas)),
-            _ => None,
-        }
-    }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
-    }
 }
 
 /// Request headers of the effective context.
@@ -107,11 +89,7 @@ impl RequestHeaders for ProxyHeaders {
 }
 
 fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
+    proxy::now_since_epoch().as_millis() as u64
 }
 
 fn send_rejection(state: &State, r: &Rejection) {

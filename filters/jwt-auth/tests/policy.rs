@@ -7,7 +7,7 @@ use bulkhead_testkit::forge;
 use bulkhead_testkit::keys::{self, Alg};
 use jwt_auth_filter::auth::{Auth, Decision};
 use jwt_auth_filter::config::Settings;
-use jwt_auth_filter::host::{RequestHeaders, SharedData};
+use jwt_auth_filter::host::{RequestHeaders, SetError, SharedData};
 use jwt_auth_filter::remote_keys::{Miss, MissKind, RemoteKeys};
 use serde_json::json;
 use std::cell::RefCell;
@@ -23,14 +23,14 @@ impl SharedData for FakeShared {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         self.0.borrow().get(key).cloned()
     }
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
         let mut m = self.0.borrow_mut();
         let cur = m.get(key).map(|(_, c)| *c).unwrap_or(0);
         if cas.is_some_and(|c| c != cur) {
-            return false;
+            return Err(SetError::CasMismatch);
         }
         m.insert(key.to_string(), (value.to_vec(), cur + 1));
-        true
+        Ok(())
     }
 }
 

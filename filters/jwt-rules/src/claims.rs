@@ -1,6 +1,7 @@
 //! Registered-claim and tenant-claim checks on an already signature-checked payload.
 
 use crate::rejection::Rejection;
+use bulkhead_filter_kit::ids::valid_tenant_id;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -66,12 +67,6 @@ pub fn tenant(claims: &Map<String, Value>, claim: &str) -> Result<String, Reject
         Some(Value::String(_)) => Err(Rejection::Tenant("tenant claim has invalid characters")),
         Some(_) => Err(Rejection::Tenant("tenant claim is not a string")),
     }
-}
-
-pub fn valid_tenant_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn numeric(v: &Value) -> Option<f64> {

@@ -1,12 +1,10 @@
 //! Provider configuration: parsed from JSON, validated once, errors name the field.
 
 use crate::alg::{Alg, AlgError};
-use crate::claims::valid_tenant_id;
 use crate::jwks::KeySet;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::Arc;
 
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
@@ -15,40 +13,7 @@ pub const DEFAULT_CLOCK_SKEW: u64 = 60;
 pub const MAX_CLOCK_SKEW: u64 = 300;
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 
-/// A configuration error: which field, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    /// Wraps a serde_path_to_error failure so the path becomes the field name.
-    pub fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
-        let path = e.path().to_string();
-        let field = if path == "." { "(root)".into() } else { path };
-        ConfigError::new(field, e.into_inner().to_string())
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: field `{}`: {}",
-            self.field, self.message
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use bulkhead_filter_kit::ConfigError;
 
 fn default_tenant_claim() -> String {
     "org_id".into()
@@ -314,10 +279,4 @@ fn validate_remote(r: &RemoteJwks, at: &dyn Fn(&str) -> String) -> Result<(), Co
         ));
     }
     Ok(())
-}
-
-/// Tenant ids are checked with the same rule everywhere; re-exported for callers that
-/// validate tenant lists in their own configuration.
-pub fn is_valid_tenant_id(s: &str) -> bool {
-    valid_tenant_id(s)
 }

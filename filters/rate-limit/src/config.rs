@@ -12,7 +12,6 @@
 use governor::Quota;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -20,39 +19,8 @@ use std::time::Duration;
 /// every GCRA quantity (burst × emission interval) fits comfortably in 64-bit nanoseconds.
 pub const MAX_COUNT: u32 = 1_000_000;
 
-/// A configuration error, naming the offending field (`plans.standard.burst`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    fn from_serde(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
-        let path = e.path().to_string();
-        let field = if path == "." { "(root)".into() } else { path };
-        ConfigError::new(field, e.into_inner().to_string())
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: field `{}`: {}",
-            self.field, self.message
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use bulkhead_filter_kit::ConfigError;
+pub use bulkhead_filter_kit::ids::{valid_header_name, valid_tenant_id};
 
 fn default_tenant_header() -> String {
     "x-org-id".into()
@@ -156,9 +124,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
-        let de = &mut serde_json::Deserializer::from_slice(bytes);
-        let c: FilterConfig =
-            serde_path_to_error::deserialize(de).map_err(ConfigError::from_serde)?;
+        let c: FilterConfig = bulkhead_filter_kit::parse_json(bytes)?;
         Settings::from_config(c)
     }
 
@@ -286,22 +252,6 @@ fn plan(name: &str, p: &PlanConfig) -> Result<Plan, ConfigError> {
 
 fn checked_count(n: u32) -> Option<NonZeroU32> {
     NonZeroU32::new(n).filter(|n| n.get() <= MAX_COUNT)
-}
-
-/// Lower-case token characters only: what Envoy's header maps hold.
-pub fn valid_header_name(h: &str) -> bool {
-    !h.is_empty()
-        && h.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-/// The tenant ids jwt-auth can produce: 1-64 characters from `[A-Za-z0-9._-]`. Plan
-/// names follow the same rule, so both are safe inside a quoted structured-field string.
-pub fn valid_tenant_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -1,14 +1,7 @@
 //! What the policy needs from the proxy, as a trait, so the GCRA logic runs in native
 //! tests with a fake and in Envoy with proxy-wasm host calls (see `wasm.rs`).
 
-/// Why a shared-data write did not happen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetError {
-    /// Another worker wrote the key since we read it: read again and retry.
-    CasMismatch,
-    /// Any other failure: retrying will not help.
-    Failed,
-}
+pub use bulkhead_filter_kit::SetError;
 
 /// The host: wall clock and process-wide shared data with compare-and-swap.
 pub trait Host {

@@ -7,11 +7,12 @@ use crate::config::Settings;
 use crate::host::{Host, SetError};
 use crate::limiter::{Decision, Limiter, Refusal};
 use crate::reply::{self, Reply};
+use bulkhead_filter_kit::SharedData as _;
+use bulkhead_filter_kit::proxy::{self, ProxyShared, bump};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -24,24 +25,13 @@ struct ProxyHost;
 
 impl Host for ProxyHost {
     fn now_nanos(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        u64::try_from(proxy::now_since_epoch().as_nanos()).unwrap_or(u64::MAX)
     }
     fn get_shared(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(v), cas)) => Some((v, cas.unwrap_or(0))),
-            _ => None,
-        }
+        ProxyShared.get(key)
     }
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(SetError::CasMismatch),
-            Err(_) => Err(SetError::Failed),
-        }
+        ProxyShared.set(key, value, cas)
     }
 }
 
@@ -58,9 +48,7 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Option<Metrics> {
-        let c = |n: &str| {
-            hostcalls::define_metric(MetricType::Counter, &format!("rate_limit.{n}")).ok()
-        };
+        let c = |n: &str| proxy::counter("rate_limit", n);
         Some(Metrics {
             allowed: c("allowed")?,
             limited: c("limited")?,
@@ -71,10 +59,6 @@ impl Metrics {
             cas_retries: c("cas_retries")?,
         })
     }
-}
-
-fn bump(id: u32) {
-    let _ = hostcalls::increment_metric(id, 1);
 }
 
 /// Per-worker state shared by the root and its HTTP contexts (same thread, so Rc). A

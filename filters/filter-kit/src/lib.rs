@@ -1,0 +1,17 @@
+//! What every Bulkhead edge filter shares, so each filter crate holds only its policy.
+//!
+//! - [`config`]: configuration errors that name the field, JSON parsing that keeps the path;
+//! - [`ids`]: the tenant-id and header-name rules every component agrees on;
+//! - [`shared`]: process-wide shared data (compare-and-swap) behind a trait, so policy
+//!   is testable natively (Kuadrant wasm-shim style);
+//! - `proxy` (wasm32 only): those traits over proxy-wasm host calls, the clock, counters.
+
+pub mod config;
+pub mod ids;
+pub mod shared;
+
+#[cfg(target_arch = "wasm32")]
+pub mod proxy;
+
+pub use config::{ConfigError, parse_json};
+pub use shared::{SetError, SharedData};
