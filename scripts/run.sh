@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: the echo upstream and Envoy with the jwt-auth filter, in the foreground.
+# `make run`: the echo upstream and Envoy with the jwt-auth and rate-limit filters, in the
+# foreground.
 # Ctrl-C or SIGTERM stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +10,7 @@ LISTEN_PORT=${LISTEN_PORT:-10000}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18080}
 ADMIN_PORT=${ADMIN_PORT:-9901}
 BIN=target/release/bulkhead
-WASM=$PWD/target/wasm32-wasip1/release/jwt_auth_filter.wasm
+WASM_DIR=$PWD/target/wasm32-wasip1/release
 ENVOY=$(scripts/envoy-bin.sh)
 mkdir -p "$STATE"
 
@@ -25,7 +26,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 "$BIN" --state-dir "$STATE" envoy-config --template envoy/dev.yaml \
-  --set "JWT_AUTH_WASM=$WASM" --set "LISTEN_PORT=$LISTEN_PORT" \
+  --set "JWT_AUTH_WASM=$WASM_DIR/jwt_auth_filter.wasm" --set "RATE_LIMIT_WASM=$WASM_DIR/rate_limit_filter.wasm" --set "LISTEN_PORT=$LISTEN_PORT" \
   --set "UPSTREAM_PORT=$UPSTREAM_PORT" --set "ADMIN_PORT=$ADMIN_PORT" \
   --out "$STATE/envoy.yaml"
 
@@ -43,6 +44,7 @@ curl -fsS "http://127.0.0.1:$ADMIN_PORT/ready" >/dev/null \
   || { echo "Envoy did not become ready; see $STATE/envoy.log" >&2; tail -20 "$STATE/envoy.log" >&2; exit 1; }
 
 TOKEN=$("$BIN" --state-dir "$STATE" token --org UA)
+TOKEN_DL=$("$BIN" --state-dir "$STATE" token --org DL)
 cat <<MSG
 
 Bulkhead edge is up: Envoy on 127.0.0.1:$LISTEN_PORT (admin :$ADMIN_PORT), echo upstream on :$UPSTREAM_PORT.
@@ -54,8 +56,12 @@ The dev issuer key is $STATE/dev/issuer-es256.pem (generated on first run, never
   # no token → 401 with a Bearer challenge
   curl -si localhost:$LISTEN_PORT/v1/eta
 
+  # DL is on the 'standard' plan (5/s, burst 10): the 11th request in a burst gets 429
+  for i in \$(seq 12); do curl -s -o /dev/null -w '%{http_code} ' localhost:$LISTEN_PORT/v1/eta \\
+    -H "authorization: Bearer $TOKEN_DL"; done; echo
+
   # a token for another tenant:   make token ORG=DL
-  # filter counters:              curl -s localhost:$ADMIN_PORT/stats | grep jwt_auth
+  # filter counters:              curl -s localhost:$ADMIN_PORT/stats | grep -E 'jwt_auth|rate_limit'
 
 Ctrl-C stops everything.
 MSG
