@@ -109,12 +109,7 @@ impl Auth {
     ) -> Decision {
         let now = now_ms / 1000;
         let remote = &self.remote;
-        let generation = |p: usize| {
-            remote
-                .get(p)
-                .and_then(Option::as_ref)
-                .map_or(0, RemoteKeys::generation)
-        };
+        let generation = |p: usize| generation_of(remote, p);
         if let Some(v) = self.cache.get(token, now, generation) {
             return Decision::Allow {
                 tenant: v.tenant,

@@ -23,20 +23,24 @@ impl StripRule {
         StripRule { exact, prefixes }
     }
 
+    /// Runs on every header of every request: compares case-insensitively in place
+    /// rather than allocating a lower-cased copy (the rule's own names are lower case).
     pub fn matches(&self, name: &str) -> bool {
-        let n = name.to_ascii_lowercase();
-        self.exact.contains(&n) || self.prefixes.iter().any(|p| n.starts_with(p.as_str()))
+        self.exact.iter().any(|e| e.eq_ignore_ascii_case(name))
+            || self.prefixes.iter().any(|p| {
+                name.get(..p.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(p))
+            })
     }
 
     /// Names in `present` that must go.
     pub fn select(&self, present: &[String]) -> Vec<String> {
-        let mut out: Vec<String> = present
+        // Removing a name removes all its values, so repeats need no special care.
+        present
             .iter()
             .filter(|n| self.matches(n))
             .cloned()
-            .collect();
-        out.dedup();
-        out
+            .collect()
     }
 }
 

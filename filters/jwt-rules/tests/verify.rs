@@ -3,7 +3,7 @@
 // Helpers outside #[test] fns are test code too: failing loudly is their job.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use bulkhead_jwt::config::{ProviderConfig, RulesConfig};
+use bulkhead_jwt::config::RulesConfig;
 use bulkhead_jwt::verifier::InlineOnly;
 use bulkhead_jwt::{Rejection, Rules, Verifier};
 use jwt_simple::prelude::*;
@@ -125,5 +125,4 @@ fn config_errors_name_the_field() {
         Rules::from_config(cfg).err().unwrap().field,
         "clock_skew_seconds"
     );
-    let _unused: Option<ProviderConfig> = None;
 }

@@ -59,46 +59,6 @@ fn rate_limit_filter(name: &str, cfg: &Value) -> String {
     )
 }
 
-/// A listener like [`config::listener`] whose route answers itself (`direct_response`
-/// 200 "ok"), so the load tests measure Envoy and the filter, not an upstream.
-fn direct_listener(name: &str, http_filters: &[String]) -> String {
-    let mut filters = String::new();
-    for f in http_filters
-        .iter()
-        .cloned()
-        .chain([config::router_filter()])
-    {
-        filters.push_str(&config::list_item(&f, 6));
-    }
-    let hcm = config::to_yaml(&json!({
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": name,
-            "codec_type": "AUTO",
-            "route_config": {
-                "name": format!("{name}_routes"),
-                "virtual_hosts": [{
-                    "name": "all",
-                    "domains": ["*"],
-                    "routes": [{ "match": { "prefix": "/" },
-                                 "direct_response": { "status": 200, "body": { "inline_string": "ok" } } }]
-                }]
-            }
-        }
-    }));
-    let mut out = config::to_yaml(&json!({
-        "name": name,
-        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } }
-    }));
-    out.push_str("filter_chains:\n- filters:\n");
-    let mut hcm_item = config::list_item(&hcm, 2);
-    hcm_item.push_str("      http_filters:\n");
-    hcm_item.push_str(&filters);
-    out.push_str(&hcm_item);
-    out
-}
-
 /// One keep-alive HTTP/1.1 connection (the testkit client closes after each request).
 struct Conn {
     stream: TcpStream,
@@ -294,7 +254,7 @@ fn one_limit_across_four_workers() {
         "tenants": {"UA": {"plan": "bulk"}}
     });
     let yaml = config::bootstrap(
-        &[direct_listener(
+        &[config::direct_listener(
             "edge",
             &[rate_limit_filter("rl_workers", &cfg)],
         )],
@@ -354,7 +314,7 @@ fn a_flooded_tenant_does_not_starve_another() {
         "tenants": {"A": {}, "B": {}}
     });
     let yaml = config::bootstrap(
-        &[direct_listener(
+        &[config::direct_listener(
             "edge",
             &[rate_limit_filter("rl_fair", &cfg)],
         )],
@@ -413,7 +373,7 @@ fn standalone_headers_and_refusals() {
         "tenants": {"UA": {}}
     });
     let yaml = config::bootstrap(
-        &[direct_listener(
+        &[config::direct_listener(
             "edge",
             &[rate_limit_filter("rl_basic", &cfg)],
         )],
@@ -565,8 +525,9 @@ fn plan_change_through_lds_takes_effect_without_restart() {
             "tenants": {"UA": {"plan": ua_plan}, "DL": {}}
         })
     };
-    let listener =
-        |ua_plan: &str| direct_listener("edge", &[rate_limit_filter("rl_lds", &cfg(ua_plan))]);
+    let listener = |ua_plan: &str| {
+        config::direct_listener("edge", &[rate_limit_filter("rl_lds", &cfg(ua_plan))])
+    };
     write_lds(&lds, &listener("big"));
     let yaml = format!(
         "node: {{id: bulkhead-rl-test, cluster: bulkhead}}\n\

@@ -178,6 +178,30 @@ pub fn native_jwt_authn(issuer: &str, audiences: &[&str], jwks: &JwksSource) -> 
 /// The HCM's `stat_prefix` is `name`, so its stats read
 /// `http.<name>.…`.
 pub fn listener(name: &str, http_filters: &[String], route_cluster: &str) -> String {
+    listener_with_route(
+        name,
+        http_filters,
+        json!({ "route": { "cluster": route_cluster } }),
+    )
+}
+
+/// A listener like [`listener`] whose route answers itself (`direct_response` 200 "ok"),
+/// so load tests measure Envoy and the filters, not an upstream.
+pub fn direct_listener(name: &str, http_filters: &[String]) -> String {
+    listener_with_route(
+        name,
+        http_filters,
+        json!({ "direct_response": { "status": 200, "body": { "inline_string": "ok" } } }),
+    )
+}
+
+/// The listener builder both use: `action` is the route's action (`route` or
+/// `direct_response`), merged next to the catch-all match.
+fn listener_with_route(name: &str, http_filters: &[String], action: Value) -> String {
+    let mut route = json!({ "match": { "prefix": "/" } });
+    if let (Some(r), Some(a)) = (route.as_object_mut(), action.as_object()) {
+        r.extend(a.clone());
+    }
     let mut filters = String::new();
     for f in http_filters.iter().cloned().chain([router_filter()]) {
         filters.push_str(&list_item(&f, 6));
@@ -193,7 +217,7 @@ pub fn listener(name: &str, http_filters: &[String], route_cluster: &str) -> Str
                 "virtual_hosts": [{
                     "name": "all",
                     "domains": ["*"],
-                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": route_cluster } }]
+                    "routes": [route]
                 }]
             }
         }
