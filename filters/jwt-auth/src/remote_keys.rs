@@ -7,6 +7,7 @@
 //! result: at most one fetch per cooldown for the whole Envoy process.
 
 use crate::host::SharedData;
+use bulkhead_filter_kit::lease;
 use bulkhead_jwt::{KeySet, RemoteJwks};
 
 /// What to do about a token whose key we do not have.
@@ -238,27 +239,11 @@ impl RemoteKeys {
     }
 
     fn last_claim(&self, shared: &dyn SharedData) -> Option<u64> {
-        let (v, _) = shared.get(&self.claim_key)?;
-        std::str::from_utf8(&v).ok()?.parse().ok()
+        lease::last_taken(shared, &self.claim_key)
     }
 
-    /// Compare-and-swap the claim timestamp when the last claim is older than `gap_ms`.
     fn claim(&self, now_ms: u64, gap_ms: u64, shared: &dyn SharedData) -> bool {
-        let stamp = now_ms.to_string();
-        match shared.get(&self.claim_key) {
-            // First fetch ever: two workers may both win this race once; harmless.
-            None => shared.set(&self.claim_key, stamp.as_bytes(), None).is_ok(),
-            Some((v, cas)) => {
-                let last: u64 = std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                now_ms.saturating_sub(last) >= gap_ms
-                    && shared
-                        .set(&self.claim_key, stamp.as_bytes(), Some(cas))
-                        .is_ok()
-            }
-        }
+        lease::take(shared, &self.claim_key, now_ms, gap_ms)
     }
 }
 

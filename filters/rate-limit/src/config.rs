@@ -1,5 +1,9 @@
-//! The filter's JSON configuration (Envoy `StringValue` plugin configuration), in the
-//! shape the tenant registry will serve:
+//! The filter's JSON configuration (Envoy `StringValue` plugin configuration). Plans
+//! and tenants come from one of two sources:
+//!
+//! - the tenant registry (`"registry_scope": "default"`): the copy the tenant-router
+//!   filter publishes in shared data (same `vm_id`), so routing and plans always agree;
+//! - inline, in the registry's shape (for an edge without a control plane):
 //!
 //! ```json
 //! {"tenant_header": "x-org-id", "default_plan": "standard",
@@ -21,6 +25,7 @@ pub const MAX_COUNT: u32 = 1_000_000;
 
 pub use bulkhead_filter_kit::ConfigError;
 pub use bulkhead_filter_kit::ids::{valid_header_name, valid_tenant_id};
+use bulkhead_registry::Registry;
 
 fn default_tenant_header() -> String {
     "x-org-id".into()
@@ -43,9 +48,14 @@ pub struct FilterConfig {
     /// Plan of registered tenants that name none.
     #[serde(default)]
     pub default_plan: Option<String>,
-    pub plans: BTreeMap<String, PlanConfig>,
+    #[serde(default)]
+    pub plans: Option<BTreeMap<String, PlanConfig>>,
     /// The registered tenants; any other tenant is refused (403) and gets no state.
-    pub tenants: BTreeMap<String, TenantConfig>,
+    #[serde(default)]
+    pub tenants: Option<BTreeMap<String, TenantConfig>>,
+    /// Follow the tenant registry published under this scope instead of inline plans.
+    #[serde(default)]
+    pub registry_scope: Option<String>,
     /// `RateLimit-Policy` / `RateLimit` on allowed responses (429s always carry them).
     #[serde(default = "yes")]
     pub emit_ratelimit_headers: bool,
@@ -55,20 +65,9 @@ pub struct FilterConfig {
     pub scope: String,
 }
 
-/// One plan: exactly one of `per_second` / `per_minute` / `per_hour` (the sustained
-/// rate) and `burst` (how many requests may arrive at once; default: the rate's count).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanConfig {
-    #[serde(default)]
-    pub per_second: Option<u32>,
-    #[serde(default)]
-    pub per_minute: Option<u32>,
-    #[serde(default)]
-    pub per_hour: Option<u32>,
-    #[serde(default)]
-    pub burst: Option<u32>,
-}
+/// One plan, in the registry's shape: exactly one of `per_second` / `per_minute` /
+/// `per_hour` and an optional `burst`.
+pub use bulkhead_registry::PlanSpec as PlanConfig;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,77 +121,98 @@ pub struct Settings {
     pub scope: String,
 }
 
-impl Settings {
-    pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
+/// What the configuration says before any registry has arrived.
+#[derive(Debug, Clone)]
+pub enum Configured {
+    /// Plans and tenants inline: ready to serve.
+    Inline(Settings),
+    /// Plans and tenants follow the shared registry copy.
+    Registry(RegistryMode),
+}
+
+impl Configured {
+    pub fn parse(bytes: &[u8]) -> Result<Configured, ConfigError> {
         let c: FilterConfig = bulkhead_filter_kit::parse_json(bytes)?;
-        Settings::from_config(c)
+        check_names(&c.tenant_header, &c.scope)?;
+        match (&c.registry_scope, &c.plans, &c.tenants) {
+            (Some(scope), None, None) if c.default_plan.is_none() => {
+                check_scope("registry_scope", scope)?;
+                Ok(Configured::Registry(RegistryMode {
+                    registry_scope: scope.clone(),
+                    tenant_header: c.tenant_header,
+                    emit_ratelimit_headers: c.emit_ratelimit_headers,
+                    scope: c.scope,
+                }))
+            }
+            (Some(_), _, _) => Err(ConfigError::new(
+                "registry_scope",
+                "plans come from the registry: drop `plans`, `tenants` and `default_plan`",
+            )),
+            (None, Some(_), Some(_)) => Settings::from_config(c).map(Configured::Inline),
+            (None, None, _) => Err(ConfigError::new(
+                "plans",
+                "required unless `registry_scope` is set",
+            )),
+            (None, _, None) => Err(ConfigError::new(
+                "tenants",
+                "required unless `registry_scope` is set",
+            )),
+        }
+    }
+}
+
+/// Registry mode: everything but the plans and tenants.
+#[derive(Debug, Clone)]
+pub struct RegistryMode {
+    pub registry_scope: String,
+    pub tenant_header: String,
+    pub emit_ratelimit_headers: bool,
+    pub scope: String,
+}
+
+impl RegistryMode {
+    /// The settings for one registry copy: its plans, and every tenant in it with its
+    /// plan (suspended ones too: the tenant-router refuses them before this filter).
+    pub fn settings(&self, registry: &Registry) -> Result<Settings, ConfigError> {
+        let doc = registry.document();
+        build(
+            &self.tenant_header,
+            self.emit_ratelimit_headers,
+            &self.scope,
+            &doc.plans,
+            Some(&doc.defaults.plan),
+            registry.tenants().map(|t| (t.org_id, Some(t.plan))),
+        )
+        .map_err(|e| ConfigError::new(format!("registry {}", e.field), e.message))
+    }
+}
+
+impl Settings {
+    /// An inline configuration (see [`Configured::parse`] for both sources).
+    pub fn parse(bytes: &[u8]) -> Result<Settings, ConfigError> {
+        match Configured::parse(bytes)? {
+            Configured::Inline(s) => Ok(s),
+            Configured::Registry(_) => Err(ConfigError::new(
+                "registry_scope",
+                "expected an inline configuration",
+            )),
+        }
     }
 
     pub fn from_config(c: FilterConfig) -> Result<Settings, ConfigError> {
-        if !valid_header_name(&c.tenant_header) {
-            return Err(ConfigError::new(
-                "tenant_header",
-                "not a valid lower-case header name",
-            ));
-        }
-        if c.scope.is_empty()
-            || c.scope.len() > 64
-            || !c
-                .scope
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(ConfigError::new(
-                "scope",
-                "1-64 characters from [A-Za-z0-9_-]",
-            ));
-        }
-        if c.plans.is_empty() {
-            return Err(ConfigError::new("plans", "at least one plan is required"));
-        }
-        let mut plans = Vec::with_capacity(c.plans.len());
-        let mut index = HashMap::new();
-        for (name, p) in &c.plans {
-            let plan = plan(name, p)?;
-            index.insert(name.as_str(), plans.len());
-            plans.push(plan);
-        }
-        let default_plan =
-            match &c.default_plan {
-                None => None,
-                Some(d) => Some(*index.get(d.as_str()).ok_or_else(|| {
-                    ConfigError::new("default_plan", format!("no plan named `{d}`"))
-                })?),
-            };
-        let mut tenants = HashMap::with_capacity(c.tenants.len());
-        for (id, t) in &c.tenants {
-            if !valid_tenant_id(id) {
-                return Err(ConfigError::new(
-                    format!("tenants.{id}"),
-                    "a tenant id is 1-64 characters from [A-Za-z0-9._-]",
-                ));
-            }
-            let plan = match &t.plan {
-                Some(p) => *index.get(p.as_str()).ok_or_else(|| {
-                    ConfigError::new(format!("tenants.{id}.plan"), format!("no plan named `{p}`"))
-                })?,
-                None => default_plan.ok_or_else(|| {
-                    ConfigError::new(
-                        format!("tenants.{id}.plan"),
-                        "no plan given and no `default_plan`",
-                    )
-                })?,
-            };
-            let key = format!("bulkhead.rl.{}.{id}", c.scope);
-            tenants.insert(id.clone(), Tenant { plan, key });
-        }
-        Ok(Settings {
-            tenant_header: c.tenant_header,
-            plans,
-            tenants,
-            emit_ratelimit_headers: c.emit_ratelimit_headers,
-            scope: c.scope,
-        })
+        check_names(&c.tenant_header, &c.scope)?;
+        let plans = c.plans.unwrap_or_default();
+        let tenants = c.tenants.unwrap_or_default();
+        build(
+            &c.tenant_header,
+            c.emit_ratelimit_headers,
+            &c.scope,
+            &plans,
+            c.default_plan.as_deref(),
+            tenants
+                .iter()
+                .map(|(id, t)| (id.as_str(), t.plan.as_deref())),
+        )
     }
 
     /// The registered tenant `id` and its plan.
@@ -200,6 +220,89 @@ impl Settings {
         let t = self.tenants.get(id)?;
         Some((t, self.plans.get(t.plan)?))
     }
+}
+
+fn check_scope(field: &str, scope: &str) -> Result<(), ConfigError> {
+    if scope.is_empty()
+        || scope.len() > 64
+        || !scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ConfigError::new(
+            field,
+            "1-64 characters from [A-Za-z0-9_-]",
+        ));
+    }
+    Ok(())
+}
+
+fn check_names(tenant_header: &str, scope: &str) -> Result<(), ConfigError> {
+    if !valid_header_name(tenant_header) {
+        return Err(ConfigError::new(
+            "tenant_header",
+            "not a valid lower-case header name",
+        ));
+    }
+    check_scope("scope", scope)
+}
+
+/// Settings from plans and `(tenant, plan name)` pairs, whichever source they came from.
+fn build<'a>(
+    tenant_header: &str,
+    emit_ratelimit_headers: bool,
+    scope: &str,
+    plan_specs: &BTreeMap<String, PlanConfig>,
+    default_plan: Option<&str>,
+    tenant_plans: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<Settings, ConfigError> {
+    if plan_specs.is_empty() {
+        return Err(ConfigError::new("plans", "at least one plan is required"));
+    }
+    let mut plans = Vec::with_capacity(plan_specs.len());
+    let mut index = HashMap::new();
+    for (name, p) in plan_specs {
+        let plan = plan(name, p)?;
+        index.insert(name.as_str(), plans.len());
+        plans.push(plan);
+    }
+    let default_plan = match default_plan {
+        None => None,
+        Some(d) => Some(
+            *index
+                .get(d)
+                .ok_or_else(|| ConfigError::new("default_plan", format!("no plan named `{d}`")))?,
+        ),
+    };
+    let mut tenants = HashMap::new();
+    for (id, p) in tenant_plans {
+        if !valid_tenant_id(id) {
+            return Err(ConfigError::new(
+                format!("tenants.{id}"),
+                "a tenant id is 1-64 characters from [A-Za-z0-9._-]",
+            ));
+        }
+        let plan = match p {
+            Some(p) => *index.get(p).ok_or_else(|| {
+                ConfigError::new(format!("tenants.{id}.plan"), format!("no plan named `{p}`"))
+            })?,
+            None => default_plan.ok_or_else(|| {
+                ConfigError::new(
+                    format!("tenants.{id}.plan"),
+                    "no plan given and no `default_plan`",
+                )
+            })?,
+        };
+        let key = format!("bulkhead.rl.{scope}.{id}");
+        tenants.insert(id.to_string(), Tenant { plan, key });
+    }
+    Ok(Settings {
+        tenant_header: tenant_header.to_string(),
+        plans,
+        tenants,
+        emit_ratelimit_headers,
+        scope: scope.to_string(),
+    })
 }
 
 fn plan(name: &str, p: &PlanConfig) -> Result<Plan, ConfigError> {
@@ -264,8 +367,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(err(r#"{"tenants":{}}"#).field, "(root)");
-        assert!(err(r#"{"tenants":{}}"#).message.contains("plans"));
+        assert_eq!(err(r#"{"tenants":{}}"#).field, "plans");
+        assert!(err(r#"{"tenants":{}}"#).message.contains("registry_scope"));
         let e = err(r#"{"plans":{"s":{"per_second":5,"brust":3}},"tenants":{}}"#);
         assert_eq!(e.field, "plans.s.brust");
         let e = err(r#"{"plans":{"s":{"per_second":-5}},"tenants":{}}"#);

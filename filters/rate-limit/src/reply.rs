@@ -90,6 +90,18 @@ pub fn unavailable() -> Reply {
     }
 }
 
+/// Registry mode before the first registry copy arrived.
+pub fn registry_unavailable() -> Reply {
+    Reply {
+        status: 503,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("retry-after".into(), "1".into()),
+        ],
+        body: r#"{"error":"registry_unavailable","reason":"no tenant registry has been received yet"}"#.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,29 @@
 //! proxy-wasm glue: the root context parses the configuration (again on every update)
-//! and builds the per-worker [`Limiter`]; each HTTP context asks it for a decision,
-//! answers locally or lets the request through, and adds the RateLimit headers to the
-//! upstream's response.
+//! and builds the per-worker [`Limiter`] — at once for inline plans, and again whenever
+//! the shared registry copy changes in registry mode (polled on a 1 s tick). Each HTTP
+//! context asks it for a decision, answers locally or lets the request through, and
+//! adds the RateLimit headers to the upstream's response.
 
-use crate::config::Settings;
+use crate::config::{Configured, RegistryMode, Settings};
 use crate::host::{Host, SetError};
 use crate::limiter::{Decision, Limiter, Refusal};
 use crate::reply::{self, Reply};
 use bulkhead_filter_kit::SharedData as _;
 use bulkhead_filter_kit::proxy::{self, ProxyShared, bump};
+use bulkhead_registry::shared::{Follower, Poll};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(Root { state: None }));
+    proxy_wasm::set_root_context(|_| Box::new(Root { state: RefCell::new(None), follow: None }));
 }}
+
+const TICK: Duration = Duration::from_secs(1);
 
 /// The proxy as [`Host`]: `get_current_time`, shared data with CAS.
 #[derive(Clone, Copy)]
@@ -68,8 +74,64 @@ struct State {
     metrics: Option<Metrics>,
 }
 
+/// Registry mode: this VM's copy of the shared registry.
+struct Follow {
+    mode: RegistryMode,
+    follower: Follower,
+}
+
 struct Root {
-    state: Option<Rc<State>>,
+    /// Interior mutability: `create_http_context` (which takes `&self`) adopts a
+    /// registry that arrived since the last tick rather than refuse the request.
+    state: RefCell<Option<Rc<State>>>,
+    follow: Option<RefCell<Follow>>,
+}
+
+fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+fn install(settings: Settings) -> Rc<State> {
+    let limiter = Limiter::new(settings, ProxyHost);
+    let created = limiter.register_tenants();
+    log(
+        LogLevel::Debug,
+        &format!(
+            "rate-limit: {} plans, {} tenants ({created} new shared-data keys)",
+            limiter.settings.plans.len(),
+            limiter.settings.tenants.len()
+        ),
+    );
+    Rc::new(State {
+        limiter,
+        metrics: Metrics::define(),
+    })
+}
+
+impl Root {
+    /// Adopts a newly published registry, if any.
+    fn follow_registry(&self) {
+        let Some(follow) = &self.follow else { return };
+        let Ok(mut f) = follow.try_borrow_mut() else {
+            return;
+        };
+        match f.follower.poll(&ProxyShared) {
+            Poll::Unchanged => {}
+            Poll::Updated => {
+                let Some(registry) = f.follower.registry().cloned() else {
+                    return;
+                };
+                match f.mode.settings(&registry) {
+                    Ok(settings) => *self.state.borrow_mut() = Some(install(settings)),
+                    Err(e) => log(LogLevel::Error, &format!("rate-limit: refused {e}")),
+                }
+            }
+            Poll::Invalid(e) => log(
+                LogLevel::Error,
+                &format!("rate-limit: keeping the last good registry; the new one is invalid: {e}"),
+            ),
+        }
+    }
 }
 
 impl Context for Root {}
@@ -77,34 +139,40 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match Settings::parse(&bytes) {
-            Ok(settings) => {
-                let limiter = Limiter::new(settings, ProxyHost);
-                let created = limiter.register_tenants();
-                let _ = hostcalls::log(
-                    LogLevel::Debug,
-                    &format!(
-                        "rate-limit: {} plans, {} tenants ({created} new shared-data keys)",
-                        limiter.settings.plans.len(),
-                        limiter.settings.tenants.len()
-                    ),
-                );
-                self.state = Some(Rc::new(State {
-                    limiter,
-                    metrics: Metrics::define(),
+        match Configured::parse(&bytes) {
+            Ok(Configured::Inline(settings)) => {
+                self.follow = None;
+                *self.state.borrow_mut() = Some(install(settings));
+                true
+            }
+            Ok(Configured::Registry(mode)) => {
+                // Until the registry arrives every request gets 503 (fail closed).
+                *self.state.borrow_mut() = None;
+                self.follow = Some(RefCell::new(Follow {
+                    follower: Follower::new(&mode.registry_scope),
+                    mode,
                 }));
+                self.follow_registry();
+                self.set_tick_period(TICK);
                 true
             }
             Err(e) => {
-                let _ = hostcalls::log(LogLevel::Critical, &format!("rate-limit: {e}"));
+                log(LogLevel::Critical, &format!("rate-limit: {e}"));
                 false
             }
         }
     }
 
+    fn on_tick(&mut self) {
+        self.follow_registry();
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.state.borrow().is_none() {
+            self.follow_registry();
+        }
         Some(Box::new(Stream {
-            state: self.state.clone(),
+            state: self.state.borrow().clone(),
             response_headers: None,
         }))
     }
@@ -135,10 +203,8 @@ fn send(r: &Reply) -> Action {
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
         let Some(state) = self.state.clone() else {
-            // No valid configuration: fail closed.
-            let _ =
-                hostcalls::send_http_response(503, vec![], Some(b"{\"error\":\"not_configured\"}"));
-            return Action::Pause;
+            // Registry mode before any registry arrived: fail closed.
+            return send(&reply::registry_unavailable());
         };
         let limiter = &state.limiter;
         let tenant = self.get_http_request_header(&limiter.settings.tenant_header);

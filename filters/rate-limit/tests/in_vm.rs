@@ -386,3 +386,87 @@ fn invalid_configuration_is_refused_naming_the_field() {
         .to_string();
     assert!(e.contains("plans.s.per_second"), "{e}");
 }
+
+/// A registry in which DL is on `plan` (standard: 10/s burst 5).
+fn registry(dl_plan: &str) -> String {
+    json!({
+        "regions": {"us-east-1": {"residency": "us"}},
+        "data_planes": {"pool-us": {"region": "us-east-1", "cluster": "dp_pool_us"}},
+        "plans": {"standard": {"per_second": 10, "burst": 5},
+                  "premium": {"per_second": 100, "burst": 200}},
+        "defaults": {"plan": "standard", "model": {"name": "eta", "version": "production"},
+                     "max_concurrency": 8},
+        "tenants": {
+            "DL": {"name": "Delta", "tier": "pool", "region": "us-east-1",
+                   "data_plane": "pool-us", "plan": dl_plan},
+            "EV": {"name": "ExpressJet", "tier": "pool", "region": "us-east-1",
+                   "data_plane": "pool-us"}
+        }
+    })
+    .to_string()
+}
+
+/// What the tenant-router does after a fetch (bulkhead_registry::shared::publish).
+fn publish(p: &Process, etag: &str, doc: &str) {
+    p.set_shared_data(
+        "bulkhead.registry.default",
+        format!("{etag}\n{doc}").as_bytes(),
+    );
+    p.set_shared_data("bulkhead.registry.default.etag", etag.as_bytes());
+}
+
+#[test]
+fn registry_mode_follows_the_shared_registry_copy() {
+    let p = process();
+    let cfg = json!({"tenant_header": "x-org-id", "registry_scope": "default"});
+    let (mut vm, root) = worker(&p, &cfg);
+    assert_eq!(vm.tick_period(root), Some(Duration::from_secs(1)));
+    // No registry yet: fail closed.
+    let (s, a) = send(&mut vm, root, Some("DL"));
+    assert_eq!(a, Action::Pause);
+    let (status, _, _, body) = local(&vm, s);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("registry_unavailable"))
+    );
+
+    // The router publishes; the next request adopts it without waiting for the tick.
+    publish(&p, "\"e1\"", &registry("standard"));
+    for _ in 0..5 {
+        assert!(allowed(&mut vm, root, "DL"));
+    }
+    let (s, _) = send(&mut vm, root, Some("DL"));
+    assert_eq!(local(&vm, s).0, 429);
+    // Keys exist only for registered tenants; an unregistered one is refused.
+    let (s, _) = send(&mut vm, root, Some("UA"));
+    assert_eq!(local(&vm, s).0, 403);
+    assert!(p.shared_data("bulkhead.rl.default.UA").is_none());
+    assert!(p.shared_data("bulkhead.rl.default.EV").is_some());
+
+    // A second worker follows the same copy and shares DL's limit.
+    let (mut vm2, root2) = worker(&p, &cfg);
+    let (s, _) = send(&mut vm2, root2, Some("DL"));
+    assert_eq!(local(&vm2, s).0, 429);
+
+    // DL is moved to premium: after the next tick both workers use the new plan.
+    publish(&p, "\"e2\"", &registry("premium"));
+    vm.tick(root).unwrap();
+    let (s, a) = send(&mut vm, root, Some("DL"));
+    assert_eq!(a, Action::Continue);
+    assert_eq!(
+        vm.stream(s).response_header("ratelimit-policy"),
+        Some("\"premium\";q=200;w=2")
+    );
+
+    // A document that does not validate leaves the last good copy in force.
+    publish(&p, "\"e3\"", r#"{"regions":{}}"#);
+    vm.tick(root).unwrap();
+    assert!(allowed(&mut vm, root, "DL"));
+    assert!(
+        vm.logs()
+            .iter()
+            .any(|(_, m)| m.contains("keeping the last good registry")),
+        "{:?}",
+        vm.logs()
+    );
+}

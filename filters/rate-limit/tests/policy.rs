@@ -125,7 +125,26 @@ fn configuration_errors_name_the_field() {
         c
     };
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"tenants": {}}), "(root)", "plans"),
+        (
+            json!({"tenants": {}}),
+            "plans",
+            "required unless `registry_scope`",
+        ),
+        (
+            json!({"plans": {"s": {"per_second": 5}}}),
+            "tenants",
+            "required unless `registry_scope`",
+        ),
+        (
+            json!({"registry_scope": "default", "tenants": {}}),
+            "registry_scope",
+            "plans come from the registry",
+        ),
+        (
+            json!({"registry_scope": "a.b"}),
+            "registry_scope",
+            "[A-Za-z0-9_-]",
+        ),
         (json!({"plans": {}, "tenants": {}}), "plans", "at least one"),
         (
             with(&["plans", "s", "burst"], json!(0)),
