@@ -2,9 +2,14 @@
 
 use anyhow::{Context, Result};
 use bulkhead::dev::{echo, envoy_config, issuer::DevIssuer};
+use bulkhead::registry::cli::{self as registry_cli, RegistryCmd, TenantCmd};
+use bulkhead::registry::{api, watch::Watcher};
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -13,7 +18,7 @@ use std::path::PathBuf;
     about = "Bulkhead: tenant isolation for multi-tenant ML"
 )]
 struct Cli {
-    /// Local state (dev issuer key, rendered configs).
+    /// Local state (dev issuer key, rendered configs, the registry by default).
     #[arg(
         long,
         global = true,
@@ -21,6 +26,9 @@ struct Cli {
         default_value = ".bulkhead"
     )]
     state_dir: PathBuf,
+    /// The tenant registry file [default: <state-dir>/registry.json].
+    #[arg(long, global = true, env = "BULKHEAD_REGISTRY", value_name = "PATH")]
+    registry: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -41,6 +49,9 @@ enum Cmd {
     Echo {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Name this upstream: the JSON gains "upstream": NAME, the response `x-upstream: NAME`.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Render an Envoy config template with the dev issuer's JWKS and the filter paths.
     EnvoyConfig {
@@ -52,6 +63,18 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve the tenant registry to the edge (GET /v1/registry, /v1/registry/status, /healthz),
+    /// reloading the file when it changes.
+    Control {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+    },
+    /// Create or check a registry file.
+    #[command(subcommand)]
+    Registry(RegistryCmd),
+    /// List, show and edit tenants in the registry.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -60,20 +83,36 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got {s:?}"))
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    // Logs go to stderr: stdout carries command output (tokens, JWKS, tenant lists).
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let dev_dir = cli.state_dir.join("dev");
+    let registry = cli
+        .registry
+        .clone()
+        .unwrap_or_else(|| cli.state_dir.join("registry.json"));
     match cli.cmd {
         Cmd::Token { org, ttl } => println!("{}", DevIssuer::open(&dev_dir)?.token(&org, ttl)?),
         Cmd::Jwks => println!("{}", DevIssuer::open(&dev_dir)?.jwks()?),
-        Cmd::Echo { listen } => {
+        Cmd::Echo { listen, name } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(echo::serve(listen))?;
+            rt.block_on(echo::serve(listen, name.as_deref()))?;
         }
         Cmd::EnvoyConfig {
             template,
@@ -88,6 +127,54 @@ fn main() -> Result<()> {
             let yaml = envoy_config::render(&tpl, &all)?;
             std::fs::write(&out, yaml).with_context(|| format!("writing {}", out.display()))?;
         }
+        Cmd::Control { listen } => control(registry, listen)?,
+        Cmd::Registry(cmd) => registry_cli::run_registry(&registry, cmd)?,
+        Cmd::Tenant(cmd) => registry_cli::run_tenant(&registry, cmd)?,
     }
     Ok(())
+}
+
+fn control(path: PathBuf, listen: SocketAddr) -> Result<()> {
+    let watcher = Watcher::open(&path).context("the control API needs a valid registry")?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let local = listener.local_addr()?;
+        let snap = watcher.current();
+        tracing::info!(
+            "control API listening on http://{local}, serving {} (revision {}, {} tenants, etag {})",
+            path.display(),
+            snap.revision,
+            snap.tenants,
+            snap.etag
+        );
+        api::serve(listener, Arc::new(watcher), shutdown_signal()).await
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
 }

@@ -7,6 +7,8 @@
 //! `$CARGO_TARGET_DIR/wasm32-wasip1/release/jwt_auth_filter.wasm`, else
 //! under `<workspace>/target`; build it with `make wasm`.
 
+pub mod host_bin;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

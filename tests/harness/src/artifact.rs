@@ -38,6 +38,13 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
         .max()
 }
 
+/// Crates every filter may depend on: a change there makes every module stale.
+const SHARED_SOURCES: &[&str] = &[
+    "filters/filter-kit/src",
+    "filters/tenant-registry/src",
+    "filters/jwt-rules/src",
+];
+
 /// The release `wasm32-wasip1` module of `package`, rebuilt when any file under one of
 /// `source_dirs` (relative to the workspace root) is newer than it.
 pub fn wasm_module(package: &str, source_dirs: &[&str]) -> Result<PathBuf> {
@@ -47,6 +54,7 @@ pub fn wasm_module(package: &str, source_dirs: &[&str]) -> Result<PathBuf> {
     let root = workspace_root();
     let newest = source_dirs
         .iter()
+        .chain(SHARED_SOURCES)
         .filter_map(|d| newest_source(&root.join(d)))
         .max();
     let stale = match (built, newest) {

@@ -195,7 +195,17 @@ pub fn direct_listener(name: &str, http_filters: &[String]) -> String {
     )
 }
 
-/// The listener builder both use: `action` is the route's action (`route` or
+/// A listener like [`listener`] that routes to the cluster named by the request header
+/// `header` (Envoy's `cluster_header`), as the edge routes on `x-data-plane`.
+pub fn header_routed_listener(name: &str, http_filters: &[String], header: &str) -> String {
+    listener_with_route(
+        name,
+        http_filters,
+        json!({ "route": { "cluster_header": header } }),
+    )
+}
+
+/// The listener builder all three use: `action` is the route's action (`route` or
 /// `direct_response`), merged next to the catch-all match.
 fn listener_with_route(name: &str, http_filters: &[String], action: Value) -> String {
     let mut route = json!({ "match": { "prefix": "/" } });

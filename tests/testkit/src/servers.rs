@@ -117,6 +117,16 @@ impl EchoUpstream {
     /// # Panics
     /// If a loopback port cannot be bound.
     pub fn start() -> EchoUpstream {
+        Self::start_named(None)
+    }
+
+    /// Like [`EchoUpstream::start`]; the reply also says `"upstream": name`, so a test
+    /// sees which cluster answered.
+    pub fn named(name: &str) -> EchoUpstream {
+        Self::start_named(Some(name.to_string()))
+    }
+
+    fn start_named(name: Option<String>) -> EchoUpstream {
         let seen: Arc<Mutex<Vec<EchoedRequest>>> = Arc::default();
         let log = seen.clone();
         let handler: Handler = Arc::new(move |req: Request| {
@@ -126,7 +136,11 @@ impl EchoUpstream {
                 headers: req.headers,
                 body: req.body,
             };
-            let body = echoed.to_json().to_string();
+            let mut json = echoed.to_json();
+            if let (Some(n), Some(o)) = (&name, json.as_object_mut()) {
+                o.insert("upstream".into(), Value::String(n.clone()));
+            }
+            let body = json.to_string();
             log.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(echoed);
