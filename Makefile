@@ -6,12 +6,13 @@ CARGO ?= cargo
 PYTHON ?= python3
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/release
-FILTERS := jwt-auth-filter rate-limit-filter
+FILTERS := jwt-auth-filter tenant-router-filter rate-limit-filter
 ORG ?=
 
-.PHONY: run test deps wasm build lint unit e2e token bench-edge clean
+.PHONY: run test deps wasm build lint unit e2e token istio validate bench-edge clean
 
-## make run: build everything, start the echo upstream and Envoy, print example requests.
+## make run: build everything, start the control API, the data planes (echo upstreams) and
+## Envoy (envoy/edge.yaml), print example requests.
 run: deps build
 	scripts/run.sh
 
@@ -38,6 +39,14 @@ lint:
 token:
 	@test -n "$(ORG)" || { echo "usage: make token ORG=<org_id>" >&2; exit 2; }
 	@$(CARGO) run -q --release -p bulkhead -- token --org "$(ORG)"
+
+## make istio: the Istio WasmPlugin set (envoy/istio/) with the built modules' sha256, in .bulkhead/istio/.
+istio: wasm
+	scripts/istio.sh
+
+## make validate: every shipped Envoy config rendered and checked with `envoy --mode validate`.
+validate: deps wasm
+	$(CARGO) test -p bulkhead-e2e --test envoy_configs
 
 ## make bench-edge: our filter vs Envoy's native filters, results in BENCHMARKS.md.
 bench-edge: deps

