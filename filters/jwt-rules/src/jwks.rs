@@ -1,6 +1,7 @@
 //! JWKS documents → the public keys a provider verifies with.
 
 use crate::alg::{Alg, KeyKind};
+use crate::rsa_public::RsaPublicKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jwt_simple::prelude::{ES256PublicKey, ES384PublicKey, Ed25519PublicKey};
@@ -14,7 +15,7 @@ const MAX_RSA_BITS: usize = 8192;
 const MAX_KEYS: usize = 64;
 
 pub enum PublicKey {
-    Rsa(rsa::PublicKey),
+    Rsa(RsaPublicKey),
     P256(ES256PublicKey),
     P384(ES384PublicKey),
     Ed25519(Ed25519PublicKey),
@@ -145,9 +146,7 @@ fn parse_jwk(v: &Value) -> Result<Option<Jwk>, String> {
                     "RSA modulus of {bits} bits is outside {MIN_RSA_BITS}..={MAX_RSA_BITS}"
                 ));
             }
-            let n = rsa::BoxedUint::from_be_slice_vartime(n);
-            let e = rsa::BoxedUint::from_be_slice_vartime(strip_leading_zeros(&e));
-            PublicKey::Rsa(rsa::PublicKey::new(n, e).map_err(|e| format!("bad RSA key: {e}"))?)
+            PublicKey::Rsa(RsaPublicKey::new(n, &e).map_err(|e| format!("bad RSA key: {e}"))?)
         }
         ("EC", "P-256") => PublicKey::P256(
             ES256PublicKey::from_jwk(&v.to_string()).map_err(|e| format!("bad P-256 key: {e}"))?,

@@ -9,6 +9,7 @@ pub mod claims;
 pub mod config;
 pub mod jwks;
 pub mod rejection;
+pub mod rsa_public;
 pub mod signature;
 pub mod strict_json;
 pub mod token;

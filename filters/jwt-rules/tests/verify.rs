@@ -82,7 +82,7 @@ fn es256_and_eddsa_verify_and_map_rejections() {
 }
 
 #[test]
-fn rsa_pkcs1_and_pss_verify_with_rsa_0_10() {
+fn rsa_pkcs1_and_pss_verify() {
     let rs = RS256KeyPair::generate(2048).unwrap().with_key_id("rs");
     let ps = PS384KeyPair::generate(2048).unwrap().with_key_id("ps");
     let jwks = json!({"keys": [
