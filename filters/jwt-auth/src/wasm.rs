@@ -3,13 +3,13 @@
 
 use crate::auth::{Auth, Decision};
 use crate::config::Settings;
-use crate::host::RequestHeaders;
+use crate::host::{HeaderPairs, RequestHeaders};
 use crate::reply;
 use bulkhead_filter_kit::proxy::{self, ProxyShared, bump};
 use bulkhead_jwt::Rejection;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -66,22 +66,46 @@ struct Root {
     state: Option<Shared>,
 }
 
+// The two ABI calls the SDK only offers with `String`s (which panic on a header that is
+// not UTF-8, and allocate per header); declared exactly as the SDK declares them.
+unsafe extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+}
+
 /// Request headers of the effective context.
 struct ProxyHeaders;
 
 impl RequestHeaders for ProxyHeaders {
-    fn names(&self) -> Vec<String> {
-        hostcalls::get_map(MapType::HttpRequestHeaders)
-            .map(|m| m.into_iter().map(|(k, _)| k).collect())
-            .unwrap_or_default()
+    fn pairs(&self) -> Option<HeaderPairs> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: on `Ok` the host has allocated `size` bytes at `data` through the SDK's
+        // `proxy_on_memory_allocate` (a boxed slice of exactly `size` bytes, so capacity
+        // == length) and handed them over; the SDK's own `get_map` takes them back the same
+        // way. Any other status hands out nothing.
+        let buf = unsafe {
+            match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
+                Status::Ok if data.is_null() => Vec::new(),
+                Status::Ok => Vec::from_raw_parts(data, size, size),
+                _ => return None,
+            }
+        };
+        HeaderPairs::parse(buf)
     }
-    fn get(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
-    }
-    fn remove(&mut self, name: &str) {
-        let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None);
+    fn remove(&mut self, name: &[u8]) {
+        // SAFETY: the host only reads `name.len()` bytes at `name.as_ptr()`.
+        let _ = unsafe {
+            proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
+        };
     }
     fn set(&mut self, name: &str, value: &str) {
         let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value));
@@ -166,22 +190,19 @@ fn on_fetch_answer(state: &Shared, own_id: u32, token: u32, body_size: usize, nu
         return;
     };
     let (_, provider) = st.fetches.swap_remove(pos);
-    let status = if num_headers == 0 {
-        None
-    } else {
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok())
-    };
     // Only read headers that exist: the SDK's hostcalls panic on a failed callout's map.
-    let cache_control = if num_headers == 0 {
-        None
-    } else {
-        hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "cache-control")
+    // Read as bytes: its `String` variant panics on a value that is not UTF-8.
+    let header = |name: &str| {
+        if num_headers == 0 {
+            return None;
+        }
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
             .ok()
             .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
     };
+    let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+    let cache_control = header("cache-control");
     let body = hostcalls::get_buffer(
         proxy_wasm::types::BufferType::HttpCallResponseBody,
         0,

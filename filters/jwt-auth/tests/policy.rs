@@ -7,7 +7,7 @@ use bulkhead_testkit::forge;
 use bulkhead_testkit::keys::{self, Alg};
 use jwt_auth_filter::auth::{Auth, Decision};
 use jwt_auth_filter::config::Settings;
-use jwt_auth_filter::host::{RequestHeaders, SetError, SharedData};
+use jwt_auth_filter::host::{HeaderPairs, RequestHeaders, SetError, SharedData};
 use jwt_auth_filter::remote_keys::{Miss, MissKind, RemoteKeys};
 use serde_json::json;
 use std::cell::RefCell;
@@ -34,35 +34,71 @@ impl SharedData for FakeShared {
     }
 }
 
+/// Header map as Envoy holds it (names lower case, values bytes), counting removals.
 #[derive(Default)]
-struct FakeHeaders(Vec<(String, String)>);
+struct FakeHeaders {
+    map: Vec<(String, Vec<u8>)>,
+    removals: usize,
+}
 
-impl RequestHeaders for FakeHeaders {
+impl FakeHeaders {
     fn names(&self) -> Vec<String> {
-        self.0.iter().map(|(k, _)| k.clone()).collect()
+        self.map.iter().map(|(k, _)| k.clone()).collect()
     }
     fn get(&self, name: &str) -> Option<String> {
-        self.0
+        self.map
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
-    fn remove(&mut self, name: &str) {
-        self.0.retain(|(k, _)| k != name);
+}
+
+impl RequestHeaders for FakeHeaders {
+    fn pairs(&self) -> Option<HeaderPairs> {
+        Some(HeaderPairs::serialize(
+            self.map.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
+        ))
+    }
+    fn remove(&mut self, name: &[u8]) {
+        self.removals += 1;
+        self.map.retain(|(k, _)| k.as_bytes() != name);
     }
     fn set(&mut self, name: &str, value: &str) {
-        self.remove(name);
-        self.0.push((name.into(), value.into()));
+        self.map.retain(|(k, _)| k != name);
+        self.map.push((name.into(), value.into()));
     }
 }
 
 fn headers(pairs: &[(&str, &str)]) -> FakeHeaders {
-    FakeHeaders(
-        pairs
+    raw_headers(
+        &pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+            .map(|(k, v)| (*k, v.as_bytes()))
+            .collect::<Vec<_>>(),
     )
+}
+
+fn raw_headers(pairs: &[(&str, &[u8])]) -> FakeHeaders {
+    FakeHeaders {
+        map: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect(),
+        removals: 0,
+    }
+}
+
+/// A host that cannot hand out the header map.
+struct NoHeaders;
+
+impl RequestHeaders for NoHeaders {
+    fn pairs(&self) -> Option<HeaderPairs> {
+        None
+    }
+    fn remove(&mut self, _: &[u8]) {}
+    fn set(&mut self, _: &str, _: &str) {
+        panic!("nothing may be set on a request that could not be read");
+    }
 }
 
 fn inline_auth() -> Auth {
@@ -75,6 +111,18 @@ fn remote_cfg() -> serde_json::Value {
     json!({"providers": [{"issuer": ISS, "audiences": ["bulkhead"],
         "jwks": {"remote": {"cluster": "idp", "path": "/jwks", "unknown_kid_cooldown_seconds": 30,
                             "retry_seconds": 5, "refresh_seconds": 300}}}]})
+}
+
+/// A valid ES256 token of tenant UA, good for ten minutes from NOW.
+fn ua_token() -> String {
+    forge::standard(
+        keys::key(Alg::ES256),
+        ISS,
+        "bulkhead".into(),
+        "UA",
+        NOW,
+        NOW + 600,
+    )
 }
 
 fn bearer(t: &str) -> String {
@@ -96,18 +144,72 @@ fn strips_spoofed_headers_even_when_rejecting() {
 }
 
 #[test]
+fn strips_every_reserved_name_and_prefix_with_one_removal_per_name() {
+    let mut auth = inline_auth();
+    let shared = FakeShared::default();
+    let mut h = raw_headers(&[
+        (":path", b"/"),
+        ("x-org-id", b"EVIL"),
+        ("x-tenant-tier", b"silo"),
+        ("x-org-id", b"EVIL2"),
+        ("x-tenant-region", b"eu\xff"),
+        ("x-tenant-\u{e9}", b"x"),
+        ("x-bulkhead-route", b"a"),
+        ("x-model-version", b"7"),
+        ("x-data-plane", b"b"),
+        ("x-request-id", b"r1"),
+        ("x-tenantless", b"kept"),
+    ]);
+    let d = auth.on_request(&mut h, NOW as u64 * 1000, &shared, true);
+    assert!(matches!(d, Decision::Deny(ref r) if r.status() == 401));
+    assert_eq!(h.names(), vec![":path", "x-request-id", "x-tenantless"]);
+    assert_eq!(h.removals, 7, "x-org-id twice in the map, removed once");
+}
+
+#[test]
+fn header_bytes_that_are_not_utf8_neither_crash_nor_pass() {
+    let mut auth = inline_auth();
+    let shared = FakeShared::default();
+    for (value, status, error) in [
+        (&b"Bearer \xff\xfe"[..], 401, "invalid_token"),
+        (b"bearer abc\x80def", 401, "invalid_token"),
+        (b"Basic \xff", 401, "missing_token"),
+        (b"\xff", 401, "missing_token"),
+    ] {
+        let mut h = raw_headers(&[("authorization", value), ("x-bin", b"\xff\x00\x01")]);
+        let d = auth.on_request(&mut h, NOW as u64 * 1000, &shared, true);
+        let Decision::Deny(r) = d else {
+            panic!("{value:?} let through: {d:?}");
+        };
+        assert_eq!((r.status(), r.error_code()), (status, error), "{value:?}");
+    }
+    // A valid token next to a binary header still passes: only the token is read.
+    let t = bearer(&ua_token());
+    let mut h = raw_headers(&[("x-bin", b"\xff"), ("authorization", t.as_bytes())]);
+    let d = auth.on_request(&mut h, NOW as u64 * 1000, &shared, true);
+    assert!(matches!(d, Decision::Allow { .. }), "{d:?}");
+}
+
+#[test]
+fn an_unreadable_header_map_is_refused() {
+    let mut auth = inline_auth();
+    let d = auth.on_request(
+        &mut NoHeaders,
+        NOW as u64 * 1000,
+        &FakeShared::default(),
+        true,
+    );
+    assert!(
+        matches!(d, Decision::Deny(ref r) if r.status() == 401),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn verified_tenant_replaces_spoofed_one_and_cache_serves_repeats() {
     let mut auth = inline_auth();
     let shared = FakeShared::default();
-    let t = forge::standard(
-        keys::key(Alg::ES256),
-        ISS,
-        "bulkhead".into(),
-        "UA",
-        NOW,
-        NOW + 600,
-    );
-    let b = bearer(&t);
+    let b = bearer(&ua_token());
     for (i, cached) in [(0, false), (1, true)] {
         let mut h = headers(&[("authorization", &b), ("x-org-id", "EVIL")]);
         let d = auth.on_request(&mut h, NOW as u64 * 1000 + i, &shared, true);
@@ -119,7 +221,7 @@ fn verified_tenant_replaces_spoofed_one_and_cache_serves_repeats() {
             }
         );
         assert_eq!(h.get("x-org-id").as_deref(), Some("UA"));
-        assert_eq!(h.0.iter().filter(|(k, _)| k == "x-org-id").count(), 1);
+        assert_eq!(h.map.iter().filter(|(k, _)| k == "x-org-id").count(), 1);
     }
     // Past exp + skew the cached entry no longer answers: the full check rejects.
     let mut h = headers(&[("authorization", &b)]);
