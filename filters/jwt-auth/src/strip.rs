@@ -1,9 +1,9 @@
 //! Which inbound headers claim identity or routing, and so must never come from a caller.
 
-/// Exact names that only Bulkhead may set.
-const RESERVED: [&str; 3] = ["x-org-id", "x-model-version", "x-data-plane"];
-/// Prefixes that only Bulkhead may set.
-const RESERVED_PREFIXES: [&str; 2] = ["x-tenant-", "x-bulkhead-"];
+/// Exact names that only Bulkhead may set (the tenant-router's routing headers among them).
+const RESERVED: [&str; 2] = ["x-org-id", "x-data-plane"];
+/// Prefixes that only Bulkhead may set: `x-tenant-tier`, `x-model-name`, ….
+const RESERVED_PREFIXES: [&str; 3] = ["x-tenant-", "x-model-", "x-bulkhead-"];
 
 /// The set of header names removed from every request before anything else happens.
 #[derive(Clone, Debug)]
@@ -50,13 +50,20 @@ mod tests {
             "X-Tenant-Tier",
             "x-tenant-region",
             "x-model-version",
+            "X-Model-Name",
             "x-data-plane",
             "x-forwarded-org",
             "x-bulkhead-trace",
         ] {
             assert!(r.matches(n), "{n}");
         }
-        for n in ["authorization", "x-request-id", "x-tenantless", "host"] {
+        for n in [
+            "authorization",
+            "x-request-id",
+            "x-tenantless",
+            "x-modelx",
+            "host",
+        ] {
             assert!(!r.matches(n), "{n}");
         }
         assert!(r.matches(b"x-tenant-\xff"));

@@ -157,11 +157,11 @@ pub const STRIP_PREFIXES: [&str; 1] = ["x-internal-"];
 /// (the filter itself sets only [`TENANT_HEADER`]).
 pub fn is_reserved_header(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["x-org-id", "x-model-version", "x-data-plane", TENANT_HEADER]
+    ["x-org-id", "x-data-plane", TENANT_HEADER]
         .iter()
         .chain(&STRIP_HEADERS)
         .any(|h| n == *h)
-        || ["x-tenant-", "x-bulkhead-"]
+        || ["x-tenant-", "x-model-", "x-bulkhead-"]
             .iter()
             .chain(&STRIP_PREFIXES)
             .any(|p| n.starts_with(p))
