@@ -2,9 +2,10 @@
 //! host; the SDK's `hostcalls` panic on statuses they do not expect, so callers stick
 //! to calls whose statuses are all mapped here.
 
+use crate::reply::Reply;
 use crate::shared::{SetError, SharedData};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+use proxy_wasm::types::{Action, MetricType, Status};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Shared data of the Envoy process (grouped by `vm_id`).
@@ -43,4 +44,15 @@ pub fn counter(prefix: &str, name: &str) -> Option<u32> {
 
 pub fn bump(id: u32) {
     let _ = hostcalls::increment_metric(id, 1);
+}
+
+/// Sends `r` as the local reply of the current stream; the stream stops here.
+pub fn send(r: &Reply) -> Action {
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
+    Action::Pause
 }

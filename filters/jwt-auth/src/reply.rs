@@ -2,12 +2,7 @@
 
 use bulkhead_jwt::Rejection;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+pub use bulkhead_filter_kit::Reply;
 
 /// RFC 6750 §3: a bare challenge when no token came, `error="invalid_token"` when a
 /// token failed. Bodies are small JSON, `{"error":…,"reason":…}`.

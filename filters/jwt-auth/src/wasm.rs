@@ -125,13 +125,7 @@ fn send_rejection(state: &State, r: &Rejection) {
             Rejection::NoKeys { .. } => m.unavailable,
         });
     }
-    let rep = reply::rejection(r, &state.auth.settings.realm);
-    let headers: Vec<(&str, &str)> = rep
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::send_http_response(rep.status, headers, Some(rep.body.as_bytes()));
+    proxy::send(&reply::rejection(r, &state.auth.settings.realm));
 }
 
 fn count_allow(state: &State, cached: bool) {

@@ -6,12 +6,7 @@ use crate::limiter::{Refusal, Usage};
 pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
 pub const RATELIMIT: &str = "ratelimit";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+pub use bulkhead_filter_kit::Reply;
 
 /// `RateLimit: "<plan>";r=<remaining>;t=<seconds until reset>`
 /// (draft-ietf-httpapi-ratelimit-headers; the plan names the `RateLimit-Policy`).

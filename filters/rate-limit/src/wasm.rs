@@ -7,9 +7,9 @@
 use crate::config::{Configured, RegistryMode, Settings};
 use crate::host::{Host, SetError};
 use crate::limiter::{Decision, Limiter, Refusal};
-use crate::reply::{self, Reply};
+use crate::reply;
 use bulkhead_filter_kit::SharedData as _;
-use bulkhead_filter_kit::proxy::{self, ProxyShared, bump};
+use bulkhead_filter_kit::proxy::{self, ProxyShared, bump, send};
 use bulkhead_registry::shared::{Follower, Poll};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -189,16 +189,6 @@ struct Stream {
 }
 
 impl Context for Stream {}
-
-fn send(r: &Reply) -> Action {
-    let headers: Vec<(&str, &str)> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
-    Action::Pause
-}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {

@@ -3,12 +3,7 @@
 use crate::route::Refusal;
 use serde_json::json;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: u32,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+pub use bulkhead_filter_kit::Reply;
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 

@@ -4,10 +4,10 @@
 //! (replacing whatever the client sent) or sends the local reply.
 
 use crate::config::Settings;
-use crate::reply::{self, Reply};
+use crate::reply;
 use crate::route::{self, Refusal};
 use crate::sync::{Outcome, Response, Sync};
-use bulkhead_filter_kit::proxy::{self, ProxyShared, bump};
+use bulkhead_filter_kit::proxy::{self, ProxyShared, bump, send};
 use bulkhead_registry::shared::Poll;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -296,16 +296,6 @@ struct Stream {
 }
 
 impl Context for Stream {}
-
-fn send(r: &Reply) -> Action {
-    let headers: Vec<(&str, &str)> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let _ = hostcalls::send_http_response(r.status, headers, Some(r.body.as_bytes()));
-    Action::Pause
-}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
