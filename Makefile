@@ -7,6 +7,9 @@ PYTHON ?= python3
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/release
 FILTERS := jwt-auth-filter tenant-router-filter rate-limit-filter
+# Model plugins are components (wasm32-wasip2); the hostile one exists for the tests.
+PLUGIN_TARGET := wasm32-wasip2
+PLUGINS := eta-forecaster-plugin bulkhead-hostile-plugin
 ORG ?=
 
 .PHONY: run test deps wasm build lint unit e2e token istio validate bench-edge clean
@@ -25,7 +28,8 @@ deps:
 	@scripts/deps.sh
 
 wasm:
-	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -p harness-fixture-filter
+	$(CARGO) build --release --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -p harness-fixture-filter -p bench-noop-filter
+	$(CARGO) build --release --target $(PLUGIN_TARGET) $(addprefix -p ,$(PLUGINS))
 
 build: wasm
 	$(CARGO) build --release -p bulkhead
@@ -34,6 +38,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -- -D warnings
+	$(CARGO) clippy --target $(PLUGIN_TARGET) $(addprefix -p ,$(PLUGINS)) -- -D warnings
 
 ## make token ORG=UA: a bearer token for that tenant from the local dev issuer.
 token:

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 have_target() { rustup target list --installed 2>/dev/null | grep -qx "$1"; }
-for t in wasm32-wasip1; do
+for t in wasm32-wasip1 wasm32-wasip2; do
   have_target "$t" || rustup target add "$t"
 done
 

@@ -4,4 +4,7 @@
 //! Envoy config rendering). The data plane (`bulkhead serve`) lands with the host issue.
 
 pub mod dev;
+pub mod models;
 pub mod registry;
+pub mod sandbox;
+pub mod serve;

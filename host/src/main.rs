@@ -2,8 +2,10 @@
 
 use anyhow::{Context, Result};
 use bulkhead::dev::{echo, envoy_config, issuer::DevIssuer};
+use bulkhead::models::cli::{self as model_cli, ModelArgs};
 use bulkhead::registry::cli::{self as registry_cli, RegistryCmd, TenantCmd};
 use bulkhead::registry::{api, watch::Watcher};
+use bulkhead::serve::cli::{self as serve_cli, ServeArgs};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -69,6 +71,11 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: SocketAddr,
     },
+    /// Run the data plane: verify identity again, admit, and run each tenant's model in
+    /// its wasmtime sandbox (POST /v1/eta, /healthz, /readyz, /metrics).
+    Serve(Box<ServeArgs>),
+    /// List, show, train, promote and seed models in the model store.
+    Model(ModelArgs),
     /// Create or check a registry file.
     #[command(subcommand)]
     Registry(RegistryCmd),
@@ -128,6 +135,8 @@ fn run(cli: Cli) -> Result<()> {
             std::fs::write(&out, yaml).with_context(|| format!("writing {}", out.display()))?;
         }
         Cmd::Control { listen } => control(registry, listen)?,
+        Cmd::Serve(args) => serve_cli::run(&cli.state_dir, &registry, *args, shutdown_signal())?,
+        Cmd::Model(args) => model_cli::run(&cli.state_dir, args)?,
         Cmd::Registry(cmd) => registry_cli::run_registry(&registry, cmd)?,
         Cmd::Tenant(cmd) => registry_cli::run_tenant(&registry, cmd)?,
     }

@@ -1,0 +1,347 @@
+//! One call: find or load the model, take an instance slot, then on a blocking thread
+//! build a fresh `Store` (limiter, host-call budget, epoch deadline), instantiate from
+//! the model's `InstancePre`, `load(artifact)`, `predict(rows)`, and check the output
+//! before copying it out of the guest. Every failure becomes a [`SandboxError`] and a
+//! log line tagged with tenant, request id and model.
+
+use super::bindings::{ModelError, Prediction, Row};
+use super::cache::{CacheKey, ModelCache};
+use super::engine::SandboxEngine;
+use super::error::{ErrorKind, SandboxError, classify};
+use super::host_api::CallState;
+use super::limits::check_output;
+use super::loader::{LoadedModel, Loader, model_error};
+use super::precompiled::PrecompiledDir;
+use super::{
+    CacheOutcome, CallContext, CallStats, Limits, ModelInfo, ModelSource, PredictOutput,
+    SandboxConfig, SandboxStats,
+};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::Store;
+use wasmtime::component::WasmList;
+
+/// Everything a `Sandbox` owns.
+pub struct Runtime {
+    pub config: SandboxConfig,
+    pub engine: SandboxEngine,
+    engine_hash: Arc<str>,
+    pub cache: ModelCache,
+    loader: Loader,
+    /// One permit per pool instance slot: calls beyond the pool wait here instead of
+    /// failing to instantiate.
+    slots: Arc<Semaphore>,
+    calls: AtomicU64,
+    call_failures: AtomicU64,
+}
+
+impl Runtime {
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Runtime> {
+        let engine = SandboxEngine::new(&config)?;
+        let precompiled = config
+            .data_dir
+            .as_deref()
+            .map(|dir| PrecompiledDir::new(dir, &engine.compat_hash));
+        let loader = Loader::new(
+            engine.engine.clone(),
+            precompiled,
+            config.cache.idle_plugins,
+        )?;
+        Ok(Runtime {
+            engine_hash: engine.compat_hash.as_str().into(),
+            cache: ModelCache::new(config.cache.clone()),
+            loader,
+            slots: Arc::new(Semaphore::new(config.pool.max_instances.max(1) as usize)),
+            calls: AtomicU64::new(0),
+            call_failures: AtomicU64::new(0),
+            engine,
+            config,
+        })
+    }
+
+    /// Drops every resident model and idle plugin.
+    pub fn clear(&self) {
+        self.cache.clear();
+        self.loader.drop_idle();
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        let c = &self.cache.counters;
+        let residency = self.cache.residency();
+        SandboxStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            joined: c.joined.load(Ordering::Relaxed),
+            loads: c.loads.load(Ordering::Relaxed),
+            load_failures: c.load_failures.load(Ordering::Relaxed),
+            load_time_us: c.load_time_us.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            compiles: self.loader.compiles.load(Ordering::Relaxed),
+            deserializes: self.loader.deserializes.load(Ordering::Relaxed),
+            resident_models: residency.models,
+            resident_bytes: residency.bytes,
+            calls: self.calls.load(Ordering::Relaxed),
+            call_failures: self.call_failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn limits_for(&self, ctx: &CallContext) -> Result<Limits, SandboxError> {
+        let limits = ctx
+            .limits
+            .clone()
+            .unwrap_or_else(|| self.config.limits.clone());
+        if limits.memory_bytes > self.config.pool.max_memory_bytes {
+            return Err(SandboxError::new(
+                ErrorKind::Internal,
+                format!(
+                    "call memory limit {} exceeds the pool's slot size {}",
+                    limits.memory_bytes, self.config.pool.max_memory_bytes
+                ),
+            ));
+        }
+        Ok(limits)
+    }
+}
+
+/// [`super::Sandbox::preload`].
+pub async fn preload(
+    rt: &Arc<Runtime>,
+    model: &ModelSource,
+) -> Result<Arc<ModelInfo>, SandboxError> {
+    let (loaded, _, _) = get_model(rt, model).await?;
+    Ok(loaded.info.clone())
+}
+
+/// The model from the cache, or loaded on a blocking thread (single-flight).
+async fn get_model(
+    rt: &Arc<Runtime>,
+    model: &ModelSource,
+) -> Result<(Arc<LoadedModel>, CacheOutcome, Duration), SandboxError> {
+    let key = CacheKey {
+        model: model.key.clone(),
+        engine_hash: rt.engine_hash.clone(),
+    };
+    let start = Instant::now();
+    let (result, outcome) = rt
+        .cache
+        .get_or_load(&key, || {
+            let rt = rt.clone();
+            let source = model.clone();
+            async move {
+                let limits = rt.config.limits.clone();
+                let ticks = rt.engine.deadline_ticks(limits.timeout);
+                // The load's validation call takes an instance slot like any call.
+                let permit = rt.slots.clone().acquire_owned().await.map_err(|e| {
+                    SandboxError::new(ErrorKind::Internal, format!("instance slots: {e}"))
+                })?;
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    rt.loader.load(&source, &limits, ticks)
+                })
+                .await
+                .map_err(|e| SandboxError::new(ErrorKind::Internal, format!("load task: {e}")))?
+                .map(Arc::new)
+            }
+        })
+        .await;
+    let waited = if outcome == CacheOutcome::Hit {
+        Duration::ZERO
+    } else {
+        start.elapsed()
+    };
+    match result {
+        Ok(loaded) => Ok((loaded, outcome, waited)),
+        Err(error) => {
+            if outcome == CacheOutcome::Miss {
+                tracing::warn!(
+                    model = %model.label,
+                    plugin = %model.key.plugin_sha256,
+                    artifact = %model.key.artifact_sha256,
+                    kind = %error.kind,
+                    detail = error.detail.as_deref().unwrap_or(""),
+                    "model load failed: {}", error.message
+                );
+            }
+            Err(error)
+        }
+    }
+}
+
+/// [`super::Sandbox::predict`].
+pub async fn predict(
+    rt: &Arc<Runtime>,
+    model: &ModelSource,
+    ctx: CallContext,
+    rows: Vec<Row>,
+) -> Result<PredictOutput, SandboxError> {
+    let start = Instant::now();
+    rt.calls.fetch_add(1, Ordering::Relaxed);
+    let result = predict_inner(rt, model, &ctx, rows, start).await;
+    if let Err(error) = &result {
+        rt.call_failures.fetch_add(1, Ordering::Relaxed);
+        log_failure(&ctx, &model.label, error);
+    }
+    result
+}
+
+async fn predict_inner(
+    rt: &Arc<Runtime>,
+    model: &ModelSource,
+    ctx: &CallContext,
+    rows: Vec<Row>,
+    start: Instant,
+) -> Result<PredictOutput, SandboxError> {
+    let limits = rt.limits_for(ctx)?;
+    let (loaded, outcome, load) = get_model(rt, model).await?;
+    let queued_at = Instant::now();
+    let permit = rt
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| SandboxError::new(ErrorKind::Internal, format!("instance slots: {e}")))?;
+    let queued = queued_at.elapsed();
+    let state = CallState::new(
+        &limits,
+        ctx.tenant.as_str().into(),
+        ctx.request_id.as_str().into(),
+        model.label.as_str().into(),
+        ctx.features.clone(),
+    );
+    let ticks = rt.engine.deadline_ticks(limits.timeout);
+    let runtime = rt.clone();
+    let model_ref = loaded.clone();
+    let (predictions, timings) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        run(&runtime, &model_ref, state, &limits, ticks, &rows)
+    })
+    .await
+    .map_err(|e| SandboxError::new(ErrorKind::Internal, format!("call task: {e}")))??;
+    Ok(PredictOutput {
+        predictions,
+        model: loaded.info.clone(),
+        stats: CallStats {
+            cache: outcome,
+            load,
+            code_source: (outcome == CacheOutcome::Miss).then_some(loaded.info.code_source),
+            queued,
+            instantiate: timings.instantiate,
+            artifact_load: timings.artifact_load,
+            predict: timings.predict,
+            total: start.elapsed(),
+            memory_peak_bytes: timings.memory_peak,
+            host_calls: timings.host_calls,
+        },
+    })
+}
+
+struct Timings {
+    instantiate: Duration,
+    artifact_load: Duration,
+    predict: Duration,
+    memory_peak: usize,
+    host_calls: u32,
+}
+
+/// The guest part of a call, on a blocking thread.
+fn run(
+    rt: &Runtime,
+    model: &LoadedModel,
+    state: CallState,
+    limits: &Limits,
+    deadline_ticks: u64,
+    rows: &[Row],
+) -> Result<(Vec<Prediction>, Timings), SandboxError> {
+    let mut store = Store::new(&rt.engine.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    // Always set: with epoch interruption on, a store without a deadline traps at once.
+    store.set_epoch_deadline(deadline_ticks);
+    store.epoch_deadline_trap();
+    let fail =
+        |e: wasmtime::Error, store: &Store<CallState>| classify(e, store.data().limiter.exceeded);
+
+    let t0 = Instant::now();
+    let instance = match model.plugin.pre.instance_pre().instantiate(&mut store) {
+        Ok(instance) => instance,
+        Err(e) => return Err(fail(e, &store)),
+    };
+    let t1 = Instant::now();
+    type LoadFn<'a> = (&'a [u8],);
+    type LoadResult = (Result<(), ModelError>,);
+    let load =
+        match instance.get_typed_func::<LoadFn<'_>, LoadResult>(&mut store, &model.plugin.load) {
+            Ok(f) => f,
+            Err(e) => return Err(fail(e, &store)),
+        };
+    match load.call(&mut store, (&model.artifact,)) {
+        Ok((Ok(()),)) => {}
+        Ok((Err(error),)) => return Err(model_error(error)),
+        Err(e) => return Err(fail(e, &store)),
+    }
+    let t2 = Instant::now();
+    // `predict` by hand rather than through the bindings: the result stays in guest
+    // memory (`WasmList`) until its length is checked.
+    type PredictFn<'a> = (&'a [Row],);
+    type PredictResult = (Result<WasmList<Prediction>, ModelError>,);
+    let func = match instance
+        .get_typed_func::<PredictFn<'_>, PredictResult>(&mut store, &model.plugin.predict)
+    {
+        Ok(f) => f,
+        Err(e) => return Err(fail(e, &store)),
+    };
+    let list = match func.call(&mut store, (rows,)) {
+        Ok((Ok(list),)) => list,
+        Ok((Err(error),)) => return Err(model_error(error)),
+        Err(e) => return Err(fail(e, &store)),
+    };
+    if let Err(refused) = check_output(limits, rows.len(), list.len()) {
+        return Err(fail(wasmtime::Error::new(refused), &store));
+    }
+    let mut predictions = Vec::with_capacity(list.len());
+    let items = match list.iter(&mut store) {
+        Ok(items) => items,
+        Err(e) => return Err(classify(e, false)),
+    };
+    for item in items {
+        match item {
+            Ok(p) => predictions.push(p),
+            Err(e) => return Err(classify(e, false)),
+        }
+    }
+    let t3 = Instant::now();
+    let data = store.data();
+    Ok((
+        predictions,
+        Timings {
+            instantiate: t1 - t0,
+            artifact_load: t2 - t1,
+            predict: t3 - t2,
+            memory_peak: data.limiter.memory_peak(),
+            host_calls: data.budget.calls,
+        },
+    ))
+}
+
+fn log_failure(ctx: &CallContext, model: &str, error: &SandboxError) {
+    let detail = error.detail.as_deref().unwrap_or("");
+    if error.kind.is_caller_error() {
+        tracing::info!(
+            tenant = %ctx.tenant,
+            request_id = %ctx.request_id,
+            model,
+            kind = %error.kind,
+            "model refused the input: {}", error.message
+        );
+    } else {
+        tracing::warn!(
+            tenant = %ctx.tenant,
+            request_id = %ctx.request_id,
+            model,
+            kind = %error.kind,
+            detail,
+            "model call failed: {}", error.message
+        );
+    }
+}

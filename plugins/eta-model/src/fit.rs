@@ -1,0 +1,377 @@
+//! Training: an additive model fitted by backfitting, one for rows without a known
+//! departure delay and one for rows with it.
+//!
+//! ```text
+//! eta ≈ intercept + slope·distance + lane[origin,dest] + hour[h] + month[m] (+ b·dep_delay)
+//! ```
+//! The distance line is the global model every lane falls back on; a lane's effect is the
+//! mean of its residuals shrunk toward 0 by `n / (n + k)`, so a lane seen a handful of
+//! times barely moves away from the global line ("fallback to global when a lane is
+//! thin"), and lanes under `min_lane_rows` are left out of the artifact altogether.
+//! Delays make the residuals right-skewed, so the intercept is then moved to the median
+//! residual (a better centre for percentage errors than the mean), and the interval is
+//! the residuals' empirical quantiles per hour bucket.
+
+use crate::artifact::{Artifact, BUCKETS, Lane, Params, bucket};
+use crate::schema::{Code, EtaInput, INTERVAL_LEVEL};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// One training row: the features and the observed ETA in minutes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Example {
+    pub origin: Code,
+    pub dest: Code,
+    pub month: u8,
+    pub sched_dep_hour: u8,
+    pub distance: f64,
+    pub dep_delay: Option<f64>,
+    pub eta: f64,
+}
+
+impl Example {
+    /// The row as a caller would send it (`with_dep_delay` false hides the delay).
+    pub fn input(&self, with_dep_delay: bool) -> EtaInput {
+        EtaInput {
+            origin: self.origin,
+            dest: self.dest,
+            month: self.month,
+            sched_dep_hour: self.sched_dep_hour,
+            distance: Some(self.distance),
+            dep_delay: if with_dep_delay { self.dep_delay } else { None },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FitConfig {
+    /// k in the lane effect's `n / (n + k)` shrinkage.
+    pub lane_shrinkage: f64,
+    /// The same for hour and month effects.
+    pub effect_shrinkage: f64,
+    /// Lanes with fewer training rows get no effect of their own.
+    pub min_lane_rows: u32,
+    pub iterations: usize,
+    /// A bucket with fewer residuals than this uses the quantiles of all residuals.
+    pub min_bucket_rows: usize,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            lane_shrinkage: 5.0,
+            effect_shrinkage: 20.0,
+            min_lane_rows: 2,
+            iterations: 4,
+            min_bucket_rows: 30,
+        }
+    }
+}
+
+/// Fewer rows than this is not a model.
+pub const MIN_ROWS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitError(pub String);
+
+impl fmt::Display for FitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FitError {}
+
+/// Fits an artifact on `examples` (rows with a non-finite value are refused).
+pub fn fit(examples: &[Example], cfg: &FitConfig) -> Result<Artifact, FitError> {
+    if examples.len() < MIN_ROWS {
+        return Err(FitError(format!(
+            "{} training rows; at least {MIN_ROWS} are needed",
+            examples.len()
+        )));
+    }
+    if let Some(i) = examples.iter().position(|e| {
+        !e.eta.is_finite() || !e.distance.is_finite() || e.dep_delay.is_some_and(|d| !d.is_finite())
+    }) {
+        return Err(FitError(format!("training row {i} has a non-finite value")));
+    }
+    let trained_rows = u32::try_from(examples.len())
+        .map_err(|_| FitError("more than 2^32 training rows".into()))?;
+
+    // Lanes: every (origin, dest) with enough rows, in the artifact's sorted order.
+    let mut counts: BTreeMap<(Code, Code), Vec<f64>> = BTreeMap::new();
+    for e in examples {
+        counts
+            .entry((e.origin, e.dest))
+            .or_default()
+            .push(e.distance);
+    }
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut lane_index: BTreeMap<(Code, Code), usize> = BTreeMap::new();
+    for ((origin, dest), mut distances) in counts {
+        let rows = u32::try_from(distances.len()).unwrap_or(u32::MAX);
+        if rows < cfg.min_lane_rows {
+            continue;
+        }
+        lane_index.insert((origin, dest), lanes.len());
+        lanes.push(Lane {
+            origin,
+            dest,
+            rows,
+            distance: median(&mut distances) as f32,
+            effect: [0.0; 2],
+        });
+    }
+    let lane_of: Vec<Option<usize>> = examples
+        .iter()
+        .map(|e| lane_index.get(&(e.origin, e.dest)).copied())
+        .collect();
+
+    let all: Vec<usize> = (0..examples.len()).collect();
+    let with_delay: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&i| examples.get(i).is_some_and(|e| e.dep_delay.is_some()))
+        .collect();
+    let (p0, l0) = fit_mode(examples, &lane_of, lanes.len(), &all, false, cfg);
+    // Without any row that knows its delay, the "known delay" case is the other one.
+    let (p1, l1) = if with_delay.len() >= MIN_ROWS {
+        fit_mode(examples, &lane_of, lanes.len(), &with_delay, true, cfg)
+    } else {
+        (p0.clone(), l0.clone())
+    };
+    for (i, lane) in lanes.iter_mut().enumerate() {
+        lane.effect = [
+            l0.get(i).copied().unwrap_or(0.0) as f32,
+            l1.get(i).copied().unwrap_or(0.0) as f32,
+        ];
+    }
+    Ok(Artifact {
+        trained_rows,
+        interval_level: INTERVAL_LEVEL as f32,
+        params: [p0, p1],
+        lanes,
+    })
+}
+
+/// The current state of one mode's backfitting, in f64.
+struct Fit {
+    intercept: f64,
+    slope: f64,
+    delay_slope: f64,
+    lane: Vec<f64>,
+    hour: [f64; 24],
+    month: [f64; 12],
+}
+
+impl Fit {
+    fn predict(&self, e: &Example, lane: Option<usize>, use_delay: bool) -> f64 {
+        let delay = if use_delay {
+            e.dep_delay.unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        self.intercept
+            + self.slope * e.distance
+            + self.delay_slope * delay
+            + lane.and_then(|l| self.lane.get(l)).copied().unwrap_or(0.0)
+            + self
+                .hour
+                .get(usize::from(e.sched_dep_hour))
+                .copied()
+                .unwrap_or(0.0)
+            + self
+                .month
+                .get(usize::from(e.month.saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+    }
+}
+
+fn fit_mode(
+    ex: &[Example],
+    lane_of: &[Option<usize>],
+    n_lanes: usize,
+    rows: &[usize],
+    use_delay: bool,
+    cfg: &FitConfig,
+) -> (Params, Vec<f64>) {
+    let mut f = Fit {
+        intercept: 0.0,
+        slope: 0.0,
+        delay_slope: if use_delay { 1.0 } else { 0.0 },
+        lane: vec![0.0; n_lanes],
+        hour: [0.0; 24],
+        month: [0.0; 12],
+    };
+    let get = |i: usize| ex.get(i).map(|e| (e, lane_of.get(i).copied().flatten()));
+    for _ in 0..cfg.iterations {
+        // Distance line on what the other terms leave.
+        let (mut sx, mut sy, mut sxx, mut sxy, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for &i in rows {
+            let Some((e, l)) = get(i) else { continue };
+            let y = e.eta - (f.predict(e, l, use_delay) - f.intercept - f.slope * e.distance);
+            sx += e.distance;
+            sy += y;
+            sxx += e.distance * e.distance;
+            sxy += e.distance * y;
+            n += 1.0;
+        }
+        let var = sxx - sx * sx / n;
+        f.slope = if var > 1e-9 {
+            (sxy - sx * sy / n) / var
+        } else {
+            0.0
+        };
+        f.intercept = (sy - f.slope * sx) / n;
+
+        // Lane, hour and month effects, each on the residual of all the rest.
+        let mut sums = vec![(0.0, 0.0); n_lanes];
+        for &i in rows {
+            let Some((e, Some(l))) = get(i) else { continue };
+            let r =
+                e.eta - (f.predict(e, Some(l), use_delay) - f.lane.get(l).copied().unwrap_or(0.0));
+            if let Some(s) = sums.get_mut(l) {
+                s.0 += r;
+                s.1 += 1.0;
+            }
+        }
+        for (eff, (s, n)) in f.lane.iter_mut().zip(&sums) {
+            *eff = s / (n + cfg.lane_shrinkage);
+        }
+        let mut hs = [(0.0, 0.0); 24];
+        for &i in rows {
+            let Some((e, l)) = get(i) else { continue };
+            let h = usize::from(e.sched_dep_hour);
+            let own = f.hour.get(h).copied().unwrap_or(0.0);
+            if let Some(s) = hs.get_mut(h) {
+                s.0 += e.eta - (f.predict(e, l, use_delay) - own);
+                s.1 += 1.0;
+            }
+        }
+        for (eff, (s, n)) in f.hour.iter_mut().zip(&hs) {
+            *eff = s / (n + cfg.effect_shrinkage);
+        }
+        let mut ms = [(0.0, 0.0); 12];
+        for &i in rows {
+            let Some((e, l)) = get(i) else { continue };
+            let m = usize::from(e.month.saturating_sub(1));
+            let own = f.month.get(m).copied().unwrap_or(0.0);
+            if let Some(s) = ms.get_mut(m) {
+                s.0 += e.eta - (f.predict(e, l, use_delay) - own);
+                s.1 += 1.0;
+            }
+        }
+        for (eff, (s, n)) in f.month.iter_mut().zip(&ms) {
+            *eff = s / (n + cfg.effect_shrinkage);
+        }
+
+        // The departure delay's slope, on what the rest leaves (intercept re-fitted next).
+        if use_delay {
+            let (mut sd, mut sr, mut sdd, mut sdr, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for &i in rows {
+                let Some((e, l)) = get(i) else { continue };
+                let d = e.dep_delay.unwrap_or(0.0);
+                let r = e.eta - (f.predict(e, l, true) - f.delay_slope * d);
+                sd += d;
+                sr += r;
+                sdd += d * d;
+                sdr += d * r;
+                n += 1.0;
+            }
+            let var = sdd - sd * sd / n;
+            if var > 1e-9 {
+                f.delay_slope = (sdr - sd * sr / n) / var;
+            }
+        }
+    }
+
+    // Centre on the median residual, then the interval from the residual quantiles.
+    let mut resid: Vec<(usize, f64)> = rows
+        .iter()
+        .filter_map(|&i| {
+            get(i).map(|(e, l)| (bucket(e.sched_dep_hour), e.eta - f.predict(e, l, use_delay)))
+        })
+        .collect();
+    // The shift that minimises the mean absolute percentage error is the median of the
+    // residuals weighted by 1/eta.
+    let mut weighted: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|&i| get(i))
+        .zip(&resid)
+        .filter(|((e, _), _)| e.eta > 0.0)
+        .map(|((e, _), r)| (r.1, 1.0 / e.eta))
+        .collect();
+    let shift = weighted_median(&mut weighted);
+    f.intercept += shift;
+    for r in &mut resid {
+        r.1 -= shift;
+    }
+    let level = INTERVAL_LEVEL;
+    let (qlo, qhi) = ((1.0 - level) / 2.0, (1.0 + level) / 2.0);
+    let mut flat: Vec<f64> = resid.iter().map(|r| r.1).collect();
+    flat.sort_by(f64::total_cmp);
+    let global = (quantile_sorted(&flat, qlo), quantile_sorted(&flat, qhi));
+    let mut lo = [0f32; BUCKETS];
+    let mut hi = [0f32; BUCKETS];
+    for b in 0..BUCKETS {
+        let mut v: Vec<f64> = resid.iter().filter(|r| r.0 == b).map(|r| r.1).collect();
+        v.sort_by(f64::total_cmp);
+        let (l, h) = if v.len() >= cfg.min_bucket_rows {
+            (quantile_sorted(&v, qlo), quantile_sorted(&v, qhi))
+        } else {
+            global
+        };
+        if let (Some(lo), Some(hi)) = (lo.get_mut(b), hi.get_mut(b)) {
+            *lo = l.min(0.0) as f32;
+            *hi = h.max(0.0) as f32;
+        }
+    }
+    let hour = f.hour.map(|x| x as f32);
+    let month = f.month.map(|x| x as f32);
+    (
+        Params {
+            intercept: f.intercept as f32,
+            distance_slope: f.slope as f32,
+            dep_delay_slope: f.delay_slope as f32,
+            hour,
+            month,
+            lo,
+            hi,
+        },
+        f.lane,
+    )
+}
+
+/// The weighted median of (value, weight) pairs (sorts them); 0 when empty.
+pub fn weighted_median(v: &mut [(f64, f64)]) -> f64 {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: f64 = v.iter().map(|p| p.1).sum();
+    let mut acc = 0.0;
+    for &(x, w) in v.iter() {
+        acc += w;
+        if acc >= total / 2.0 {
+            return x;
+        }
+    }
+    0.0
+}
+
+/// The median (sorts `v`); 0 for an empty slice.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    quantile_sorted(v, 0.5)
+}
+
+/// Linear-interpolated quantile of sorted values; 0 for an empty slice.
+pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let i = pos.floor() as usize;
+    let frac = pos - i as f64;
+    let a = v.get(i).copied().unwrap_or(0.0);
+    let b = v.get(i + 1).copied().unwrap_or(a);
+    a + (b - a) * frac
+}

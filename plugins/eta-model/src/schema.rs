@@ -1,0 +1,309 @@
+//! The feature schema: which named features a row carries, and turning a row of named
+//! values into a checked [`EtaInput`]. Shared by the wasm plugin and native callers, so
+//! both refuse exactly the same rows.
+
+use std::fmt;
+
+/// Plugin (code) name, as `describe` reports it and the model store records it.
+pub const PLUGIN_NAME: &str = "eta-forecaster";
+/// Plugin version: this crate's version (the plugin is a thin wrapper over it).
+pub const PLUGIN_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What is predicted.
+pub const OUTPUT: &str = "minutes from scheduled departure to actual arrival";
+/// Level of the central prediction interval.
+pub const INTERVAL_LEVEL: f64 = 0.8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Numeric,
+    Categorical,
+}
+
+/// One feature the model reads.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    pub doc: &'static str,
+}
+
+pub const ORIGIN: &str = "origin";
+pub const DEST: &str = "dest";
+pub const MONTH: &str = "month";
+pub const SCHED_DEP_HOUR: &str = "sched_dep_hour";
+pub const DISTANCE: &str = "distance";
+pub const DEP_DELAY: &str = "dep_delay";
+
+pub const FEATURES: [FeatureSpec; 6] = [
+    FeatureSpec {
+        name: ORIGIN,
+        kind: Kind::Categorical,
+        required: true,
+        doc: "origin airport, FAA code (1-4 letters/digits, e.g. EWR)",
+    },
+    FeatureSpec {
+        name: DEST,
+        kind: Kind::Categorical,
+        required: true,
+        doc: "destination airport, FAA code (e.g. ORD)",
+    },
+    FeatureSpec {
+        name: MONTH,
+        kind: Kind::Numeric,
+        required: true,
+        doc: "month of the scheduled departure, 1-12",
+    },
+    FeatureSpec {
+        name: SCHED_DEP_HOUR,
+        kind: Kind::Numeric,
+        required: true,
+        doc: "hour of the scheduled departure, local time, 0-23",
+    },
+    FeatureSpec {
+        name: DISTANCE,
+        kind: Kind::Numeric,
+        required: false,
+        doc: "great-circle distance in miles, 1-20000; needed only for a lane the model has not seen",
+    },
+    FeatureSpec {
+        name: DEP_DELAY,
+        kind: Kind::Numeric,
+        required: false,
+        doc: "departure delay in minutes (negative = early), -120..=2880, when already known",
+    },
+];
+
+/// Bounds on numeric inputs: outside them a row is refused, not extrapolated.
+pub const DISTANCE_RANGE: (f64, f64) = (1.0, 20_000.0);
+pub const DEP_DELAY_RANGE: (f64, f64) = (-120.0, 2880.0);
+
+/// An airport code: 1-4 ASCII letters or digits, upper-cased, zero-padded. Fixed size so
+/// the artifact's lane table is a flat sorted array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Code(pub [u8; 4]);
+
+impl Code {
+    pub fn parse(s: &str) -> Option<Code> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > 4 || !b.iter().all(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        let mut out = [0u8; 4];
+        for (o, c) in out.iter_mut().zip(b) {
+            *o = c.to_ascii_uppercase();
+        }
+        Some(Code(out))
+    }
+
+    /// Whether raw bytes (from an artifact) are a code as [`Code::parse`] would make it.
+    pub fn is_valid(raw: [u8; 4]) -> bool {
+        let len = raw.iter().position(|&c| c == 0).unwrap_or(4);
+        len > 0
+            && raw[..len]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && raw[len..].iter().all(|&c| c == 0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&c| c == 0).unwrap_or(4);
+        std::str::from_utf8(&self.0[..len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One feature value, as the WIT `value` variant (borrowed).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Number(f64),
+    Category(&'a str),
+    Missing,
+}
+
+/// A checked row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EtaInput {
+    pub origin: Code,
+    pub dest: Code,
+    /// 1-12.
+    pub month: u8,
+    /// 0-23.
+    pub sched_dep_hour: u8,
+    pub distance: Option<f64>,
+    pub dep_delay: Option<f64>,
+}
+
+/// Why a row was refused (maps to the WIT `bad-input`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputError(pub String);
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+fn bad(msg: impl Into<String>) -> InputError {
+    InputError(msg.into())
+}
+
+/// Turns named values into an [`EtaInput`]. Unknown feature names are ignored (a caller
+/// may send more than this model reads); a known one given twice is refused.
+pub fn parse_row<'a, I>(features: I) -> Result<EtaInput, InputError>
+where
+    I: IntoIterator<Item = (&'a str, Value<'a>)>,
+{
+    let mut slots: [Option<Value<'a>>; 6] = [None; 6];
+    for (name, value) in features {
+        let Some(i) = FEATURES.iter().position(|f| f.name == name) else {
+            continue;
+        };
+        if slots[i].is_some() {
+            return Err(bad(format!("feature `{name}` given twice")));
+        }
+        slots[i] = Some(value);
+    }
+    let [origin, dest, month, hour, distance, dep_delay] = slots;
+    Ok(EtaInput {
+        origin: code(ORIGIN, origin)?,
+        dest: code(DEST, dest)?,
+        month: integer(MONTH, month, 1, 12)?,
+        sched_dep_hour: integer(SCHED_DEP_HOUR, hour, 0, 23)?,
+        distance: optional_number(DISTANCE, distance, DISTANCE_RANGE)?,
+        dep_delay: optional_number(DEP_DELAY, dep_delay, DEP_DELAY_RANGE)?,
+    })
+}
+
+fn code(name: &str, v: Option<Value<'_>>) -> Result<Code, InputError> {
+    match v {
+        Some(Value::Category(s)) => Code::parse(s).ok_or_else(|| {
+            bad(format!(
+                "feature `{name}`: {s:?} is not an airport code (1-4 letters/digits)"
+            ))
+        }),
+        Some(Value::Number(_)) => Err(bad(format!(
+            "feature `{name}` is categorical, got a number"
+        ))),
+        None | Some(Value::Missing) => Err(bad(format!("missing required feature `{name}`"))),
+    }
+}
+
+fn integer(name: &str, v: Option<Value<'_>>, lo: u8, hi: u8) -> Result<u8, InputError> {
+    match v {
+        Some(Value::Number(x)) if x.fract() == 0.0 && x >= f64::from(lo) && x <= f64::from(hi) => {
+            // In range and integral, so the cast is exact.
+            Ok(x as u8)
+        }
+        Some(Value::Number(x)) => Err(bad(format!(
+            "feature `{name}`: {x} is not an integer in {lo}..={hi}"
+        ))),
+        Some(Value::Category(_)) => {
+            Err(bad(format!("feature `{name}` is numeric, got a category")))
+        }
+        None | Some(Value::Missing) => Err(bad(format!("missing required feature `{name}`"))),
+    }
+}
+
+fn optional_number(
+    name: &str,
+    v: Option<Value<'_>>,
+    (lo, hi): (f64, f64),
+) -> Result<Option<f64>, InputError> {
+    match v {
+        None | Some(Value::Missing) => Ok(None),
+        Some(Value::Number(x)) if x >= lo && x <= hi => Ok(Some(x)),
+        Some(Value::Number(x)) => Err(bad(format!("feature `{name}`: {x} is outside {lo}..={hi}"))),
+        Some(Value::Category(_)) => {
+            Err(bad(format!("feature `{name}` is numeric, got a category")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn row<'a>(extra: &[(&'a str, Value<'a>)]) -> Vec<(&'a str, Value<'a>)> {
+        let mut r = vec![
+            ("dest", Value::Category("ord")),
+            ("origin", Value::Category("EWR")),
+            ("month", Value::Number(1.0)),
+            ("sched_dep_hour", Value::Number(6.0)),
+        ];
+        r.extend_from_slice(extra);
+        r
+    }
+
+    #[test]
+    fn parses_in_any_order_and_ignores_unknown_names() {
+        let r = parse_row(row(&[
+            ("distance", Value::Number(719.0)),
+            ("dep_delay", Value::Missing),
+            ("tailnum", Value::Category("N14228")),
+        ]))
+        .unwrap();
+        assert_eq!(r.origin.as_str(), "EWR");
+        assert_eq!(r.dest.as_str(), "ORD");
+        assert_eq!((r.month, r.sched_dep_hour), (1, 6));
+        assert_eq!(r.distance, Some(719.0));
+        assert_eq!(r.dep_delay, None);
+    }
+
+    #[test]
+    fn refuses_bad_rows_with_the_feature_named() {
+        let cases: Vec<(Vec<(&str, Value)>, &str)> = vec![
+            (
+                vec![("origin", Value::Category("EWR"))],
+                "missing required feature `dest`",
+            ),
+            (row(&[("month", Value::Number(2.0))]), "`month` given twice"),
+            (
+                vec![
+                    ("origin", Value::Category("EWR")),
+                    ("dest", Value::Category("ORD")),
+                    ("month", Value::Number(13.0)),
+                    ("sched_dep_hour", Value::Number(6.0)),
+                ],
+                "`month`: 13 is not an integer",
+            ),
+            (
+                row(&[("distance", Value::Number(f64::NAN))]),
+                "`distance`: NaN",
+            ),
+            (row(&[("dep_delay", Value::Number(1e9))]), "`dep_delay`"),
+            (row(&[("distance", Value::Category("far"))]), "is numeric"),
+            (
+                vec![
+                    ("origin", Value::Category("E W R")),
+                    ("dest", Value::Category("ORD")),
+                    ("month", Value::Number(1.0)),
+                    ("sched_dep_hour", Value::Number(6.5)),
+                ],
+                "not an airport code",
+            ),
+        ];
+        for (r, want) in cases {
+            let e = parse_row(r).unwrap_err();
+            assert!(e.0.contains(want), "{e} !~ {want}");
+        }
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        let c = Code::parse("jfk").unwrap();
+        assert_eq!(c.as_str(), "JFK");
+        assert!(Code::is_valid(c.0));
+        assert!(!Code::is_valid(*b"A\0B\0"));
+        assert!(!Code::is_valid([0; 4]));
+        assert!(Code::parse("").is_none() && Code::parse("ABCDE").is_none());
+    }
+}

@@ -1,0 +1,175 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Artifact format and model behaviour on synthetic data.
+
+use crate::artifact::{Artifact, MAGIC};
+use crate::fit::{Example, FitConfig, fit};
+use crate::schema::{Code, EtaInput};
+
+fn code(s: &str) -> Code {
+    Code::parse(s).unwrap()
+}
+
+/// Two lanes with known block times, a late-evening penalty and a dep_delay effect.
+fn synthetic() -> Vec<Example> {
+    let mut v = Vec::new();
+    for i in 0..3200u32 {
+        let (dest, distance, block) = if i % 2 == 0 {
+            ("ORD", 719.0, 140.0)
+        } else {
+            ("LAX", 2454.0, 380.0)
+        };
+        let hour = (6 + i % 16) as u8;
+        let late = if hour >= 18 { 20.0 } else { 0.0 };
+        let dep_delay = f64::from(i % 30) - 5.0;
+        v.push(Example {
+            origin: code("EWR"),
+            dest: code(dest),
+            month: (1 + i % 12) as u8,
+            sched_dep_hour: hour,
+            distance,
+            dep_delay: Some(dep_delay),
+            eta: block + late + dep_delay + f64::from(i % 5) - 2.0,
+        });
+    }
+    v
+}
+
+fn input(dest: &str, hour: u8, dep_delay: Option<f64>) -> EtaInput {
+    EtaInput {
+        origin: code("EWR"),
+        dest: code(dest),
+        month: 6,
+        sched_dep_hour: hour,
+        distance: None,
+        dep_delay,
+    }
+}
+
+#[test]
+fn learns_lanes_hours_and_delay() {
+    let a = fit(&synthetic(), &FitConfig::default()).unwrap();
+    assert_eq!(a.lanes.len(), 2);
+    let ord = a.predict(&input("ORD", 8, Some(0.0))).unwrap();
+    let lax = a.predict(&input("LAX", 8, Some(0.0))).unwrap();
+    assert!((ord.value - 140.0).abs() < 6.0, "{ord:?}");
+    assert!((lax.value - 380.0).abs() < 6.0, "{lax:?}");
+    let late = a.predict(&input("ORD", 20, Some(0.0))).unwrap();
+    assert!(
+        (late.value - ord.value - 20.0).abs() < 5.0,
+        "{late:?} vs {ord:?}"
+    );
+    let delayed = a.predict(&input("ORD", 8, Some(20.0))).unwrap();
+    assert!(
+        (delayed.value - ord.value - 20.0).abs() < 3.0,
+        "{delayed:?}"
+    );
+    // Without dep_delay, the lane's typical delay is in the estimate.
+    let unknown = a.predict(&input("ORD", 8, None)).unwrap();
+    assert!(unknown.upper - unknown.lower > ord.upper - ord.lower);
+    for e in [ord, lax, late, delayed, unknown] {
+        assert!(e.lower <= e.value && e.value <= e.upper, "{e:?}");
+    }
+}
+
+#[test]
+fn unseen_lane_needs_distance() {
+    let a = fit(&synthetic(), &FitConfig::default()).unwrap();
+    let e = a.predict(&input("SFO", 8, None)).unwrap_err();
+    assert!(e.0.contains("EWR-SFO") && e.0.contains("distance"), "{e}");
+    let mut with = input("SFO", 8, None);
+    with.distance = Some(2565.0);
+    let p = a.predict(&with).unwrap();
+    assert!(p.value > 300.0 && p.value < 500.0, "{p:?}");
+}
+
+#[test]
+fn decode_refuses_anything_malformed() {
+    let a = fit(&synthetic(), &FitConfig::default()).unwrap();
+    let good = a.encode();
+    assert_eq!(Artifact::decode(&good).unwrap(), a);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (Vec::new(), "bad magic"),
+        (b"BHETAMDL".to_vec(), "truncated"),
+        (
+            {
+                let mut b = good.clone();
+                b[8] = 2;
+                b
+            },
+            "format version 2",
+        ),
+        (
+            {
+                let mut b = good.clone();
+                b[10] = 1;
+                b
+            },
+            "flags",
+        ),
+        (good[..good.len() - 1].to_vec(), "need exactly"),
+        (
+            {
+                let mut b = good.clone();
+                b.push(0);
+                b
+            },
+            "need exactly",
+        ),
+        (
+            {
+                let mut b = good.clone();
+                b[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+                b
+            },
+            "lanes (at most",
+        ),
+        (
+            {
+                let mut b = good.clone();
+                b[24..28].copy_from_slice(&f32::NAN.to_le_bytes());
+                b
+            },
+            "intercept is not finite",
+        ),
+        (
+            {
+                // Swap the two lanes: no longer sorted.
+                let mut b = good.clone();
+                let n = b.len();
+                let (first, second) = (b[n - 48..n - 24].to_vec(), b[n - 24..].to_vec());
+                b[n - 48..n - 24].copy_from_slice(&second);
+                b[n - 24..].copy_from_slice(&first);
+                b
+            },
+            "not strictly sorted",
+        ),
+        (
+            {
+                let mut b = good.clone();
+                let n = b.len();
+                b[n - 24] = b'a';
+                b
+            },
+            "invalid airport code",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let e = Artifact::decode(&bytes).unwrap_err();
+        assert!(e.0.contains(want), "{e} !~ {want}");
+    }
+    assert_eq!(&good[..8], &MAGIC);
+}
+
+#[test]
+fn too_few_rows_is_an_error() {
+    let e = fit(&synthetic()[..5], &FitConfig::default()).unwrap_err();
+    assert!(e.0.contains("at least"), "{e}");
+    let mut bad = synthetic();
+    bad[3].eta = f64::INFINITY;
+    assert!(
+        fit(&bad, &FitConfig::default())
+            .unwrap_err()
+            .0
+            .contains("row 3")
+    );
+}
