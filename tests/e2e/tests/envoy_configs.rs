@@ -291,6 +291,47 @@ fn run_sh_fills_every_placeholder_of_the_edge() {
     );
 }
 
+/// `NAME=(…)` / `declare -A NAME=(…)` on one line of scripts/run.sh: its items.
+fn run_sh_array(name: &str) -> Vec<String> {
+    let script = std::fs::read_to_string(workspace_root().join("scripts/run.sh")).unwrap();
+    let line = script
+        .lines()
+        .find(|l| {
+            l.trim_start_matches("declare -A ")
+                .starts_with(&format!("{name}=("))
+        })
+        .unwrap_or_else(|| panic!("scripts/run.sh has no {name}=(…) line"));
+    let inner = line.split_once('(').unwrap().1.rsplit_once(')').unwrap().0;
+    inner.split_whitespace().map(str::to_string).collect()
+}
+
+#[test]
+fn run_sh_starts_one_host_per_data_plane_of_the_registry() {
+    // The clusters Envoy routes to must each have a `bulkhead serve --plane-name <cluster>`,
+    // seeded from its own data plane's tenants.
+    let hosts: BTreeSet<String> = run_sh_array("HOSTS").into_iter().collect();
+    assert_eq!(hosts, registry_clusters(), "scripts/run.sh HOSTS");
+    let text = std::fs::read_to_string(workspace_root().join("host/registry.dev.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let planes: BTreeSet<(String, String)> = doc["data_planes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(id, dp)| (dp["cluster"].as_str().unwrap().to_string(), id.clone()))
+        .collect();
+    let in_script: BTreeSet<(String, String)> = run_sh_array("PLANE")
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.trim_matches(['[', ']']).to_string(), v.to_string())
+        })
+        .collect();
+    assert_eq!(
+        in_script, planes,
+        "scripts/run.sh PLANE: cluster → data plane"
+    );
+}
+
 #[test]
 fn every_shipped_envoy_template_passes_envoy_validate() {
     let state = tempfile::tempdir().unwrap();

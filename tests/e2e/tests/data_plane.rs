@@ -1,0 +1,573 @@
+//! The data plane end to end: the shipped edge (`envoy/edge.yaml`, rendered by `bulkhead
+//! envoy-config` as `make run` renders it) in a real Envoy — jwt-auth → tenant-router →
+//! rate-limit → router — in front of three real hosts (`bulkhead serve`, one per
+//! data-plane cluster, each with its own model store), the registry served by `bulkhead
+//! control`. Models are fitted on the committed slice `tests/data/` with `bulkhead model
+//! fit`, so the whole stack starts in seconds.
+//!
+//! - A tenant's token gets a prediction from that tenant's model, and the answer names
+//!   the model and its version; the same body with another tenant's token gets the other
+//!   model; a promotion in the model store shows up in the answers, with no restart.
+//! - A silo tenant's requests land on the silo host only; an EU-resident tenant is served
+//!   by the EU host through the EU edge and refused at the US one.
+//! - Straight to a host, around Envoy: no token, a token from another key, a forged or
+//!   missing `x-org-id`, a tenant of another data plane — all refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bulkhead_e2e::host_bin::bulkhead_binary;
+use bulkhead_testkit::keys::{self, Alg};
+use bulkhead_testkit::{Envoy, Response, forge, http_get, http_request};
+use proxy_wasm_harness::{wasm_module, workspace_root};
+use serde_json::{Value, json};
+
+/// One flight: Newark → Chicago O'Hare in January, scheduled 06:00, 719 miles.
+const ROW: &str =
+    r#"{"rows":[{"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719}]}"#;
+
+/// Models of one host's store: (name, tenant whose flights train it; `*` = every carrier).
+type Models = &'static [(&'static str, &'static str)];
+
+/// The hosts: (Envoy cluster = `--plane-name`, the registry's data plane, its models).
+const HOSTS: [(&str, &str, Models); 3] = [
+    (
+        "dp_pool_us",
+        "pool-us",
+        &[("eta-global", "*"), ("eta-DL", "DL"), ("eta-AA", "AA")],
+    ),
+    ("dp_silo_ua", "silo-ua", &[("eta-UA", "UA")]),
+    ("dp_pool_eu", "pool-eu", &[("eta-B6", "B6")]),
+];
+
+/// The filter modules `(package, file stem, source dirs)`, rebuilt when stale.
+const MODULES: [(&str, &str, &[&str]); 3] = [
+    (
+        "jwt-auth-filter",
+        "jwt_auth_filter",
+        &[
+            "filters/jwt-auth/src",
+            "filters/jwt-rules/src",
+            "filters/filter-kit/src",
+        ],
+    ),
+    (
+        "tenant-router-filter",
+        "tenant_router_filter",
+        &[
+            "filters/tenant-router/src",
+            "filters/tenant-registry/src",
+            "filters/filter-kit/src",
+        ],
+    ),
+    (
+        "rate-limit-filter",
+        "rate_limit_filter",
+        &[
+            "filters/rate-limit/src",
+            "filters/tenant-registry/src",
+            "filters/filter-kit/src",
+        ],
+    ),
+];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `bulkhead --state-dir STATE ARGS…`, which must succeed; its stdout.
+fn cli(state: &Path, args: &[&str]) -> String {
+    let out = Command::new(bulkhead_binary().unwrap())
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bulkhead {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Stack {
+    state: PathBuf,
+    envoy: Envoy,
+    tls_port: u16,
+    /// cluster → its host's port
+    hosts: BTreeMap<&'static str, u16>,
+    _procs: Vec<Proc>,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().to_path_buf();
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+
+        // The dev registry with a plan generous enough for a test's bursts.
+        let mut reg: Value = serde_json::from_str(bulkhead::registry::DEV_REGISTRY).unwrap();
+        reg["plans"]["standard"] = json!({"per_second": 10_000, "burst": 10_000});
+        let registry = state.join("registry.json");
+        std::fs::write(&registry, serde_json::to_string_pretty(&reg).unwrap()).unwrap();
+        // Creates the dev issuer key once, before several processes read it.
+        cli(&state, &["token", "--org", "EV"]);
+
+        let plugin = bulkhead::models::plugin::eta_forecaster_wasm().unwrap();
+        let flights = workspace_root().join("tests/data/flights.csv");
+        for (_, plane, models) in HOSTS {
+            let data_dir = state.join("hosts").join(plane);
+            for (name, tenant) in models {
+                cli(
+                    &state,
+                    &[
+                        "model",
+                        "--data-dir",
+                        &s(&data_dir),
+                        "fit",
+                        "--name",
+                        name,
+                        "--tenant",
+                        tenant,
+                        "--data",
+                        &s(&flights),
+                        "--plugin",
+                        &s(&plugin),
+                        "--promote",
+                    ],
+                );
+            }
+        }
+
+        let mut procs = Vec::new();
+        let control_port = free_port();
+        procs.push(Proc(
+            Command::new(bulkhead_binary().unwrap())
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["control", "--listen", &format!("127.0.0.1:{control_port}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        ));
+        let mut hosts = BTreeMap::new();
+        for (cluster, plane, _) in HOSTS {
+            let port = free_port();
+            let log = std::fs::File::create(state.join(format!("{cluster}.log"))).unwrap();
+            procs.push(Proc(
+                Command::new(bulkhead_binary().unwrap())
+                    .arg("--state-dir")
+                    .arg(&state)
+                    .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                    .arg("--data-dir")
+                    .arg(state.join("hosts").join(plane))
+                    .args(["--plane-name", cluster])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap(),
+            ));
+            hosts.insert(cluster, port);
+        }
+        for (cluster, port) in &hosts {
+            let log = state.join(format!("{cluster}.log"));
+            wait_until(
+                &format!("{cluster} /readyz"),
+                Duration::from_secs(60),
+                || http_get(*port, "/readyz", &[]).is_ok_and(|r| r.status == 200),
+            );
+            assert!(log.exists());
+        }
+
+        // The shipped edge, rendered the way scripts/run.sh renders it.
+        let tls = state.join("tls");
+        let out = Command::new("bash")
+            .arg(workspace_root().join("scripts/dev-tls.sh"))
+            .arg(&tls)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let wasm = |stem: &str| {
+            let (package, _, sources) = MODULES.iter().find(|(_, st, _)| *st == stem).unwrap();
+            s(&wasm_module(package, sources).unwrap())
+        };
+        let (listen, tls_port, admin) = (free_port(), free_port(), free_port());
+        let vars = [
+            ("JWT_AUTH_WASM", wasm("jwt_auth_filter")),
+            ("TENANT_ROUTER_WASM", wasm("tenant_router_filter")),
+            ("RATE_LIMIT_WASM", wasm("rate_limit_filter")),
+            ("TLS_CERT", s(&tls.join("server.pem"))),
+            ("TLS_KEY", s(&tls.join("server-key.pem"))),
+            ("LISTEN_PORT", listen.to_string()),
+            ("TLS_PORT", tls_port.to_string()),
+            ("ADMIN_PORT", admin.to_string()),
+            ("CONTROL_PORT", control_port.to_string()),
+            ("POOL_US_PORT", hosts["dp_pool_us"].to_string()),
+            ("SILO_UA_PORT", hosts["dp_silo_ua"].to_string()),
+            ("POOL_EU_PORT", hosts["dp_pool_eu"].to_string()),
+        ];
+        let rendered = state.join("envoy.yaml");
+        let mut args = vec![
+            "envoy-config".to_string(),
+            "--template".into(),
+            s(&workspace_root().join("envoy/edge.yaml")),
+            "--out".into(),
+            s(&rendered),
+        ];
+        for (k, v) in &vars {
+            args.push("--set".into());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&state, &args);
+        let envoy = Envoy::start(&std::fs::read_to_string(&rendered).unwrap(), 2).unwrap();
+
+        let stack = Stack {
+            state,
+            envoy,
+            tls_port,
+            hosts,
+            _procs: procs,
+            _dir: dir,
+        };
+        // Until tenant-router has fetched the registry it answers 503.
+        wait_until("the first registry fetch", Duration::from_secs(30), || {
+            stack.eta("EV", &[]).status == 200
+        });
+        stack
+    }
+
+    fn token(&self, org: &str) -> String {
+        cli(&self.state, &["token", "--org", org])
+            .trim()
+            .to_string()
+    }
+
+    /// `POST /v1/eta` with ROW on port `port`, with `headers`.
+    fn post(port: u16, headers: &[(&str, &str)]) -> Response {
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        http_request(port, "POST", "/v1/eta", &h, ROW.as_bytes()).unwrap()
+    }
+
+    /// ROW through the US edge (plaintext listener) with `org`'s token.
+    fn eta(&self, org: &str, extra: &[(&str, &str)]) -> Response {
+        let auth = format!("Bearer {}", self.token(org));
+        let mut h = vec![("authorization", auth.as_str())];
+        h.extend_from_slice(extra);
+        Stack::post(self.envoy.listener_port("edge"), &h)
+    }
+
+    /// ROW straight to a host, around Envoy.
+    fn direct(&self, cluster: &str, headers: &[(&str, &str)]) -> Response {
+        Stack::post(self.hosts[cluster], headers)
+    }
+
+    /// `bulkhead_requests_total{tenant,status}` on one host (0 when absent).
+    fn host_requests(&self, cluster: &str, tenant: &str, status: u16) -> u64 {
+        let text = http_get(self.hosts[cluster], "/metrics", &[])
+            .unwrap()
+            .text();
+        let want = format!("bulkhead_requests_total{{tenant=\"{tenant}\",status=\"{status}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&want))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    fn host_log(&self, cluster: &str) -> String {
+        std::fs::read_to_string(self.state.join(format!("{cluster}.log"))).unwrap_or_default()
+    }
+}
+
+fn json_of(r: &Response) -> Value {
+    r.json()
+        .unwrap_or_else(|e| panic!("{e}: {} {}", r.status, r.text()))
+}
+
+/// A 200 answer's (tenant, model name, version, tier, the one prediction), checked for shape.
+fn prediction(r: &Response) -> (String, String, String, String, f64) {
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json_of(r);
+    let p = &v["predictions"];
+    assert_eq!(p.as_array().unwrap().len(), 1, "{v}");
+    let (eta, lo, hi) = (
+        p[0]["eta_minutes"].as_f64().unwrap(),
+        p[0]["lower"].as_f64().unwrap(),
+        p[0]["upper"].as_f64().unwrap(),
+    );
+    assert!(eta.is_finite() && lo <= eta && eta <= hi, "{v}");
+    // EWR → ORD is scheduled at about 2 h 20 min gate to gate.
+    assert!((60.0..300.0).contains(&eta), "{v}");
+    // The request id is Envoy's (a UUID), the same in the body and the header.
+    let rid = v["request_id"].as_str().unwrap();
+    assert_eq!(rid.len(), 36, "{v}");
+    assert_eq!(r.header("x-request-id"), Some(rid));
+    let s = |k: &Value| k.as_str().unwrap().to_string();
+    (
+        s(&v["tenant"]),
+        s(&v["model"]["name"]),
+        s(&v["model"]["version"]),
+        s(&v["model"]["tier"]),
+        eta,
+    )
+}
+
+fn error_of(r: &Response) -> (u16, String) {
+    (r.status, json_of(r)["error"].as_str().unwrap().to_string())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[test]
+fn each_tenant_is_served_its_own_model_through_the_edge() {
+    let stack = Stack::start();
+
+    // Bridge tenants on the pool host: each its own model, named with its version.
+    let (t, name, version, tier, dl) = prediction(&stack.eta("DL", &[]));
+    assert_eq!(
+        (t.as_str(), name.as_str(), version.as_str(), tier.as_str()),
+        ("DL", "eta-DL", "1", "bridge")
+    );
+    let (t, name, _, tier, aa) = prediction(&stack.eta("AA", &[]));
+    assert_eq!(
+        (t.as_str(), name.as_str(), tier.as_str()),
+        ("AA", "eta-AA", "bridge")
+    );
+    assert_ne!(dl, aa, "two tenants' models, two answers");
+    // A pool tenant gets the pooled model; a client's x-org-id / routing headers change nothing.
+    let spoof = [("x-org-id", "DL"), ("x-data-plane", "dp_silo_ua")];
+    let (t, name, _, tier, _) = prediction(&stack.eta("EV", &spoof));
+    assert_eq!(
+        (t.as_str(), name.as_str(), tier.as_str()),
+        ("EV", "eta-global", "pool")
+    );
+
+    // The silo tenant lands on the silo host, and only there.
+    let n = 5;
+    for _ in 0..n {
+        let (t, name, _, tier, _) = prediction(&stack.eta("UA", &[]));
+        assert_eq!(
+            (t.as_str(), name.as_str(), tier.as_str()),
+            ("UA", "eta-UA", "silo")
+        );
+    }
+    assert_eq!(stack.host_requests("dp_silo_ua", "UA", 200), n);
+    for other in ["dp_pool_us", "dp_pool_eu"] {
+        let m = http_get(stack.hosts[other], "/metrics", &[])
+            .unwrap()
+            .text();
+        assert!(
+            !m.lines().any(|l| l.contains("tenant=\"UA\"")),
+            "UA reached {other}:\n{m}"
+        );
+    }
+    assert_eq!(stack.host_requests("dp_silo_ua", "DL", 200), 0);
+    assert!(stack.host_requests("dp_pool_us", "DL", 200) >= 1);
+
+    // The EU-resident tenant: refused at the US edge, served by the EU host at the EU edge.
+    let r = stack.eta("B6", &[]);
+    assert_eq!(error_of(&r), (403, "wrong_region".into()));
+    let ca = stack.state.join("tls/ca.pem");
+    let url = format!("https://eu.bulkhead.localhost:{}/v1/eta", stack.tls_port);
+    let out = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&ca)
+        .args([
+            "--resolve",
+            &format!("eu.bulkhead.localhost:{}:127.0.0.1", stack.tls_port),
+            "-H",
+            &format!("authorization: Bearer {}", stack.token("B6")),
+            "-H",
+            "content-type: application/json",
+            "-d",
+            ROW,
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let body: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(
+        (&body["tenant"], &body["model"]["name"]),
+        (&json!("B6"), &json!("eta-B6")),
+        "{body}"
+    );
+    assert_eq!(stack.host_requests("dp_pool_eu", "B6", 200), 1);
+
+    // A new version of DL's model, then its promotion: the answers follow, no restart.
+    let pool_dir = stack.state.join("hosts/pool-us");
+    let plugin = bulkhead::models::plugin::eta_forecaster_wasm().unwrap();
+    let flights = workspace_root().join("tests/data/flights.csv");
+    cli(
+        &stack.state,
+        &[
+            "model",
+            "--data-dir",
+            pool_dir.to_str().unwrap(),
+            "fit",
+            "--name",
+            "eta-DL",
+            "--tenant",
+            "DL",
+            "--data",
+            flights.to_str().unwrap(),
+            "--plugin",
+            plugin.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(prediction(&stack.eta("DL", &[])).2, "1", "not promoted yet");
+    cli(
+        &stack.state,
+        &[
+            "model",
+            "--data-dir",
+            pool_dir.to_str().unwrap(),
+            "promote",
+            "eta-DL",
+            "2",
+        ],
+    );
+    wait_until("eta-DL@2 in the answers", Duration::from_secs(10), || {
+        prediction(&stack.eta("DL", &[])).2 == "2"
+    });
+
+    // Latency through the whole edge (new connection per request), warm model.
+    let auth = format!("Bearer {}", stack.token("DL"));
+    let edge = stack.envoy.listener_port("edge");
+    let mut took: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t0 = Instant::now();
+            let r = Stack::post(edge, &[("authorization", auth.as_str())]);
+            assert_eq!(r.status, 200, "{}", r.text());
+            t0.elapsed()
+        })
+        .collect();
+    took.sort();
+    let direct_headers = [("authorization", auth.as_str()), ("x-org-id", "DL")];
+    let mut direct: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t0 = Instant::now();
+            assert_eq!(stack.direct("dp_pool_us", &direct_headers).status, 200);
+            t0.elapsed()
+        })
+        .collect();
+    direct.sort();
+    eprintln!(
+        "POST /v1/eta (1 row), 200 requests: through Envoy p50 {:?} p99 {:?}; straight to the host p50 {:?} p99 {:?}",
+        percentile(&took, 0.5),
+        percentile(&took, 0.99),
+        percentile(&direct, 0.5),
+        percentile(&direct, 0.99)
+    );
+    // Generous: a debug host on a shared CI machine.
+    assert!(percentile(&took, 0.5) < Duration::from_millis(100));
+}
+
+#[test]
+fn a_host_refuses_what_did_not_come_through_the_edge() {
+    let stack = Stack::start();
+    let dl = format!("Bearer {}", stack.token("DL"));
+    let ev = format!("Bearer {}", stack.token("EV"));
+    let ua = format!("Bearer {}", stack.token("UA"));
+
+    // No token through the edge: jwt-auth answers, no host sees it.
+    let before = stack.host_requests("dp_pool_us", "-", 401);
+    let r = Stack::post(stack.envoy.listener_port("edge"), &[]);
+    assert_eq!(error_of(&r), (401, "missing_token".into()));
+
+    // Straight to the host: no token, with the tenant header a client could forge.
+    let r = stack.direct("dp_pool_us", &[("x-org-id", "DL")]);
+    assert_eq!(error_of(&r), (401, "missing_token".into()));
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer"))
+    );
+    assert_eq!(stack.host_requests("dp_pool_us", "-", 401), before + 1);
+    // A token from another key claiming DL.
+    let now = forge::now();
+    let forged = format!(
+        "Bearer {}",
+        forge::standard(
+            keys::key(Alg::ES256),
+            "https://issuer.bulkhead.dev",
+            json!("bulkhead"),
+            "DL",
+            now,
+            now + 300
+        )
+    );
+    let r = stack.direct(
+        "dp_pool_us",
+        &[("authorization", forged.as_str()), ("x-org-id", "DL")],
+    );
+    assert_eq!(error_of(&r), (401, "invalid_token".into()));
+    // A valid token of EV with a forged x-org-id: DL.
+    let r = stack.direct(
+        "dp_pool_us",
+        &[("authorization", ev.as_str()), ("x-org-id", "DL")],
+    );
+    assert_eq!(error_of(&r), (403, "tenant_mismatch".into()));
+    // A valid token but no x-org-id: the request did not pass the edge.
+    let r = stack.direct("dp_pool_us", &[("authorization", dl.as_str())]);
+    assert_eq!(error_of(&r), (403, "missing_tenant_header".into()));
+    // Right token and header, wrong host: a pool host never serves the silo tenant, the
+    // silo host serves nobody else.
+    let r = stack.direct(
+        "dp_pool_us",
+        &[("authorization", ua.as_str()), ("x-org-id", "UA")],
+    );
+    assert_eq!(error_of(&r), (421, "wrong_data_plane".into()));
+    let r = stack.direct(
+        "dp_silo_ua",
+        &[("authorization", dl.as_str()), ("x-org-id", "DL")],
+    );
+    assert_eq!(error_of(&r), (421, "wrong_data_plane".into()));
+    // None of it ran a model (EV's requests at start-up went through the edge).
+    for cluster in ["dp_pool_us", "dp_silo_ua"] {
+        for tenant in ["DL", "UA"] {
+            assert_eq!(stack.host_requests(cluster, tenant, 200), 0, "{cluster}");
+        }
+    }
+    // The same request as the edge would send it is served.
+    let r = stack.direct(
+        "dp_pool_us",
+        &[("authorization", dl.as_str()), ("x-org-id", "DL")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        !stack.host_log("dp_pool_us").contains(&dl[7..]),
+        "a token reached the host's log"
+    );
+}
