@@ -12,10 +12,11 @@ PLUGIN_TARGET := wasm32-wasip2
 PLUGINS := eta-forecaster-plugin bulkhead-hostile-plugin
 ORG ?=
 
-.PHONY: run test deps wasm build lint unit e2e token istio validate bench-edge clean
+.PHONY: run test deps wasm build lint unit e2e token istio validate bench-edge bench-host clean
 
-## make run: build everything, start the control API, the data planes (echo upstreams) and
-## Envoy (envoy/edge.yaml), print example requests.
+## make run: build everything, fetch the data set and train the demo models (once), start the
+## control API, the three data-plane hosts (bulkhead serve) and Envoy (envoy/edge.yaml), print
+## example requests that return real predictions.
 run: deps build
 	scripts/run.sh
 
@@ -56,6 +57,11 @@ validate: deps wasm
 ## make bench-edge: our filter vs Envoy's native filters, results in BENCHMARKS.md.
 bench-edge: deps
 	scripts/bench-edge.sh
+
+## make bench-host: the model sandbox vs native, the data plane over HTTP, cold loads,
+## 1,000 tenant models under a Zipf mix; results in BENCHMARKS.md.
+bench-host: deps
+	scripts/bench-host.sh
 
 clean:
 	$(CARGO) clean
