@@ -39,6 +39,13 @@ fn plain_listener_reaches_echo() {
     // Stats and logs are reachable.
     assert!(envoy.stats().contains("http.plain.downstream_rq_total"));
     assert_eq!(envoy.stat("http.plain.downstream_rq_2xx"), Some(1));
+    // Envoy's log file is written asynchronously: the line may land after `/ready`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !envoy.logs().contains("starting main dispatch loop")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         envoy.logs().contains("starting main dispatch loop"),
         "{}",
