@@ -249,4 +249,12 @@ fn each_tenant_gets_its_own_model_through_the_sandbox() {
     ] {
         assert!(m.contains(needle), "missing {needle:?} in\n{m}");
     }
+    // Per-tenant residency: AA's own artifact is resident, so its gauge is its bytes.
+    let aa_bytes: i64 = m
+        .lines()
+        .find(|l| l.starts_with("bulkhead_tenant_model_resident_bytes{tenant=\"AA\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no resident-bytes line for AA in\n{m}"));
+    assert!(aa_bytes > 100, "AA resident bytes {aa_bytes}");
 }

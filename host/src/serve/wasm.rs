@@ -204,9 +204,26 @@ impl Backend for WasmBackend {
             evictions: s.evictions,
             resident_models: s.resident_models,
             resident_bytes: s.resident_bytes,
-            // Per-model residency: requested from the sandbox (see the report).
-            resident_bytes_by_model: Vec::new(),
-            evictions_by_model: Vec::new(),
+            // Per model name (the sandbox labels models `name@version`; metrics shows a
+            // tenant its model's name). The plugin's compiled code is shared by every
+            // model, so only the tenant's own artifact counts here.
+            resident_bytes_by_model: by_model_name(
+                self.sandbox
+                    .resident_models()
+                    .into_iter()
+                    .map(|m| (m.label, m.artifact_bytes)),
+            ),
+            evictions_by_model: by_model_name(self.sandbox.evictions_by_model().into_iter()),
         }
     }
+}
+
+/// Sums `(name@version, n)` pairs per model name, sorted by name.
+fn by_model_name(pairs: impl Iterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+    let mut sums: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for (label, n) in pairs {
+        let name = label.split_once('@').map_or(label.as_str(), |(n, _)| n);
+        *sums.entry(name.to_string()).or_default() += n;
+    }
+    sums.into_iter().collect()
 }
