@@ -7,6 +7,7 @@
 
 use super::store::{self, LoadError, Loaded};
 use axum::body::Bytes;
+use bulkhead_registry::Registry;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub revision: u64,
     pub tenants: usize,
     pub loaded_at_unix_ms: u64,
+    /// The same bytes, validated and parsed once: readers never parse again.
+    pub registry: Arc<Registry>,
 }
 
 impl Snapshot {
@@ -32,6 +35,7 @@ impl Snapshot {
             tenants: doc.tenants.len(),
             loaded_at_unix_ms: now_unix_ms(),
             body: Bytes::from(loaded.bytes),
+            registry: Arc::new(loaded.registry),
         }
     }
 }

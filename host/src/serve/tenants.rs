@@ -1,6 +1,6 @@
 //! Tenant → what this host serves it: the registry's last valid version (the same
-//! [`Watcher`] the control API uses, re-read when the file changes), parsed once per
-//! version, and the host's own refusals: unknown and suspended tenants (403, with the
+//! [`Watcher`] the control API uses, re-read and parsed when the file changes), and the
+//! host's own refusals: unknown and suspended tenants (403, with the
 //! tenant-router's codes) and tenants of another data plane (421: a silo host serves
 //! only its silo tenants, a pool host never serves a silo tenant).
 
@@ -8,7 +8,7 @@ use super::error::ApiError;
 use crate::registry::watch::Watcher;
 use axum::http::StatusCode;
 use bulkhead_registry::{ModelRef, Registry, Status, Tier};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// What a request of one tenant needs from the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,23 +19,15 @@ pub struct TenantRoute {
     pub max_concurrency: u32,
 }
 
-struct Parsed {
-    etag: String,
-    registry: Arc<Registry>,
-}
-
 pub struct Tenants {
     watcher: Arc<Watcher>,
-    parsed: RwLock<Parsed>,
     /// This host's data plane (its Envoy cluster name); `None` serves every data plane.
     plane: Option<String>,
 }
 
 impl Tenants {
     pub fn new(watcher: Arc<Watcher>, plane: Option<String>) -> anyhow::Result<Tenants> {
-        let snap = watcher.current();
-        let registry = Registry::parse(&snap.body)
-            .map_err(|e| anyhow::anyhow!("registry: field `{}`: {}", e.field, e.message))?;
+        let registry = Arc::clone(&watcher.current().registry);
         if let Some(p) = &plane
             && !registry
                 .document()
@@ -48,14 +40,7 @@ impl Tenants {
                 "no data plane in the registry has this cluster name: no tenant will be served until one does"
             );
         }
-        Ok(Tenants {
-            parsed: RwLock::new(Parsed {
-                etag: snap.etag.clone(),
-                registry: Arc::new(registry),
-            }),
-            watcher,
-            plane,
-        })
+        Ok(Tenants { watcher, plane })
     }
 
     pub fn watcher(&self) -> &Arc<Watcher> {
@@ -66,33 +51,10 @@ impl Tenants {
         self.plane.as_deref()
     }
 
-    /// The registry now served, parsed (re-parsed only when the watcher moved on).
+    /// The registry now served, with its ETag (the watcher parsed it once).
     pub fn registry(&self) -> (String, Arc<Registry>) {
         let snap = self.watcher.current();
-        {
-            let p = self.parsed.read().unwrap_or_else(|e| e.into_inner());
-            if p.etag == snap.etag {
-                return (p.etag.clone(), Arc::clone(&p.registry));
-            }
-        }
-        // The watcher validated these bytes already; a failure here would be a bug, and
-        // the last parsed registry stays in force.
-        match Registry::parse(&snap.body) {
-            Ok(r) => {
-                let r = Arc::new(r);
-                let mut p = self.parsed.write().unwrap_or_else(|e| e.into_inner());
-                *p = Parsed {
-                    etag: snap.etag.clone(),
-                    registry: Arc::clone(&r),
-                };
-                (snap.etag.clone(), r)
-            }
-            Err(e) => {
-                tracing::error!(field = %e.field, "registry from the watcher does not parse: {}", e.message);
-                let p = self.parsed.read().unwrap_or_else(|e| e.into_inner());
-                (p.etag.clone(), Arc::clone(&p.registry))
-            }
-        }
+        (snap.etag.clone(), Arc::clone(&snap.registry))
     }
 
     /// The route of a verified tenant, or the refusal.

@@ -43,13 +43,21 @@ const SHARED_SOURCES: &[&str] = &[
     "filters/filter-kit/src",
     "filters/tenant-registry/src",
     "filters/jwt-rules/src",
+    "wit",
 ];
 
 /// The release `wasm32-wasip1` module of `package`, rebuilt when any file under one of
 /// `source_dirs` (relative to the workspace root) is newer than it.
 pub fn wasm_module(package: &str, source_dirs: &[&str]) -> Result<PathBuf> {
+    wasm_artifact(package, "wasm32-wasip1", source_dirs)
+}
+
+/// The release build of `package` for the Wasm `target` (`wasm32-wasip1` filters,
+/// `wasm32-wasip2` model plugins), rebuilt when any file under `source_dirs`, the shared
+/// crates or `wit/` is newer than it.
+pub fn wasm_artifact(package: &str, target: &str, source_dirs: &[&str]) -> Result<PathBuf> {
     let file = format!("{}.wasm", package.replace('-', "_"));
-    let wasm = target_dir().join("wasm32-wasip1/release").join(file);
+    let wasm = target_dir().join(target).join("release").join(file);
     let built = std::fs::metadata(&wasm).and_then(|m| m.modified()).ok();
     let root = workspace_root();
     let newest = source_dirs
@@ -66,18 +74,11 @@ pub fn wasm_module(package: &str, source_dirs: &[&str]) -> Result<PathBuf> {
         let status = Command::new(cargo)
             .current_dir(&root)
             .env("CARGO_TARGET_DIR", target_dir())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip1",
-                "-p",
-                package,
-            ])
+            .args(["build", "--release", "--target", target, "-p", package])
             .status()
             .with_context(|| format!("running cargo to build {package}"))?;
         if !status.success() {
-            bail!("building {package} for wasm32-wasip1 failed ({status}); run `make wasm`");
+            bail!("building {package} for {target} failed ({status}); run `make wasm`");
         }
     }
     if !wasm.exists() {

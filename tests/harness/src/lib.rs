@@ -34,7 +34,7 @@ mod host;
 mod pairs;
 mod process;
 
-pub use artifact::{target_dir, wasm_module, workspace_root};
+pub use artifact::{target_dir, wasm_artifact, wasm_module, workspace_root};
 pub use process::Process;
 
 use anyhow::{Context as _, Result, anyhow, bail};
