@@ -325,3 +325,32 @@ pub fn bearer(key: &bulkhead_testkit::TestKey, tenant: &str) -> String {
         )
     )
 }
+
+/// The edge chain's filter modules, `(package, file stem, its own source dir)`; the
+/// shared crates are watched by the harness's builder for every module.
+pub const EDGE_MODULES: [(&str, &str, &str); 3] = [
+    ("jwt-auth-filter", "jwt_auth_filter", "filters/jwt-auth/src"),
+    (
+        "tenant-router-filter",
+        "tenant_router_filter",
+        "filters/tenant-router/src",
+    ),
+    (
+        "rate-limit-filter",
+        "rate_limit_filter",
+        "filters/rate-limit/src",
+    ),
+];
+
+/// Path of the edge module with file stem `stem`, built when missing or stale.
+///
+/// # Panics
+/// For an unknown stem, or when the module cannot be built.
+#[allow(clippy::panic)] // a precondition failure of the whole test run
+pub fn edge_module(stem: &str) -> PathBuf {
+    let (package, _, source) = EDGE_MODULES
+        .iter()
+        .find(|(_, s, _)| *s == stem)
+        .unwrap_or_else(|| panic!("no edge module {stem}"));
+    proxy_wasm_harness::wasm_module(package, &[source]).unwrap_or_else(|e| panic!("{e:#}"))
+}

@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bulkhead_e2e::edge_module;
 use bulkhead_e2e::host_bin::bulkhead_binary;
 use bulkhead_testkit::keys::{self, Alg};
 use bulkhead_testkit::{Envoy, Response, forge, http_get, http_request};
-use proxy_wasm_harness::{wasm_module, workspace_root};
+use proxy_wasm_harness::workspace_root;
 use serde_json::{Value, json};
 
 /// One flight: Newark → Chicago O'Hare in January, scheduled 06:00, 719 miles.
@@ -42,37 +43,6 @@ const HOSTS: [(&str, &str, Models); 3] = [
     ),
     ("dp_silo_ua", "silo-ua", &[("eta-UA", "UA")]),
     ("dp_pool_eu", "pool-eu", &[("eta-B6", "B6")]),
-];
-
-/// The filter modules `(package, file stem, source dirs)`, rebuilt when stale.
-const MODULES: [(&str, &str, &[&str]); 3] = [
-    (
-        "jwt-auth-filter",
-        "jwt_auth_filter",
-        &[
-            "filters/jwt-auth/src",
-            "filters/jwt-rules/src",
-            "filters/filter-kit/src",
-        ],
-    ),
-    (
-        "tenant-router-filter",
-        "tenant_router_filter",
-        &[
-            "filters/tenant-router/src",
-            "filters/tenant-registry/src",
-            "filters/filter-kit/src",
-        ],
-    ),
-    (
-        "rate-limit-filter",
-        "rate_limit_filter",
-        &[
-            "filters/rate-limit/src",
-            "filters/tenant-registry/src",
-            "filters/filter-kit/src",
-        ],
-    ),
 ];
 
 fn free_port() -> u16 {
@@ -216,10 +186,7 @@ impl Stack {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let wasm = |stem: &str| {
-            let (package, _, sources) = MODULES.iter().find(|(_, st, _)| *st == stem).unwrap();
-            s(&wasm_module(package, sources).unwrap())
-        };
+        let wasm = |stem: &str| s(&edge_module(stem));
         let (listen, tls_port, admin) = (free_port(), free_port(), free_port());
         let vars = [
             ("JWT_AUTH_WASM", wasm("jwt_auth_filter")),

@@ -20,43 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bulkhead::dev::{envoy_config, issuer::DevIssuer};
+use bulkhead_e2e::{EDGE_MODULES, edge_module};
 use bulkhead_testkit::config;
 use bulkhead_testkit::envoy::envoy_binary;
-use proxy_wasm_harness::{wasm_module, workspace_root};
+use proxy_wasm_harness::workspace_root;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-/// The three filter modules, `(package, file stem, its source dirs)`, built when stale.
-const MODULES: [(&str, &str, &[&str]); 3] = [
-    (
-        "jwt-auth-filter",
-        "jwt_auth_filter",
-        &[
-            "filters/jwt-auth/src",
-            "filters/jwt-rules/src",
-            "filters/filter-kit/src",
-        ],
-    ),
-    (
-        "tenant-router-filter",
-        "tenant_router_filter",
-        &[
-            "filters/tenant-router/src",
-            "filters/tenant-registry/src",
-            "filters/filter-kit/src",
-        ],
-    ),
-    (
-        "rate-limit-filter",
-        "rate_limit_filter",
-        &[
-            "filters/rate-limit/src",
-            "filters/tenant-registry/src",
-            "filters/filter-kit/src",
-        ],
-    ),
-];
 
 /// The expected HTTP filter order on every chain of the edge.
 const CHAIN: [&str; 4] = [
@@ -67,11 +37,7 @@ const CHAIN: [&str; 4] = [
 ];
 
 fn module(stem: &str) -> PathBuf {
-    let (package, _, sources) = MODULES
-        .iter()
-        .find(|(_, s, _)| *s == stem)
-        .unwrap_or_else(|| panic!("no module {stem}"));
-    wasm_module(package, sources).unwrap_or_else(|e| panic!("{e:#}"))
+    edge_module(stem)
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -540,7 +506,7 @@ fn rendered_istio(out: &Path) -> Vec<Value> {
 #[test]
 fn istio_plugins_pin_the_modules_sha256_and_their_filters_accept_the_config() {
     let wasm_dir = module("jwt_auth_filter").parent().unwrap().to_path_buf();
-    for (_, stem, _) in MODULES {
+    for (_, stem, _) in EDGE_MODULES {
         module(stem);
     }
     let out = tempfile::tempdir().unwrap();
