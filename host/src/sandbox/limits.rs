@@ -38,6 +38,17 @@ impl CallLimiter {
     }
 }
 
+/// Counts a growth from `current` to `desired` into `used` if the total stays within
+/// `limit` (summed over all of the component's memories or tables).
+fn grow(used: &mut usize, limit: usize, current: usize, desired: usize) -> bool {
+    let total = used.saturating_add(desired.saturating_sub(current));
+    if total > limit {
+        return false;
+    }
+    *used = total;
+    true
+}
+
 impl ResourceLimiter for CallLimiter {
     fn memory_growing(
         &mut self,
@@ -47,15 +58,10 @@ impl ResourceLimiter for CallLimiter {
     ) -> wasmtime::Result<bool> {
         // Also called with `current == 0` when a memory is created at instantiation, so
         // initial sizes are counted too.
-        let growth = desired.saturating_sub(current);
-        let total = self.memory_used.saturating_add(growth);
-        if total > self.memory_limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        self.memory_used = total;
-        self.memory_peak = self.memory_peak.max(total);
-        Ok(true)
+        let ok = grow(&mut self.memory_used, self.memory_limit, current, desired);
+        self.exceeded |= !ok;
+        self.memory_peak = self.memory_peak.max(self.memory_used);
+        Ok(ok)
     }
 
     fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -70,14 +76,9 @@ impl ResourceLimiter for CallLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let growth = desired.saturating_sub(current);
-        let total = self.table_used.saturating_add(growth);
-        if total > self.table_limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        self.table_used = total;
-        Ok(true)
+        let ok = grow(&mut self.table_used, self.table_limit, current, desired);
+        self.exceeded |= !ok;
+        Ok(ok)
     }
 
     fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
