@@ -3,7 +3,7 @@
 #
 # Builds (release) the eta-forecaster component, `bulkhead` and the bench binary
 # (tests/bench-host), then runs the bench binary, which measures:
-#   1. the ETA model natively (decode + predict_batch, the plugin's work) vs through
+#   1. the ETA model natively (decode + predict_columns, the plugin's work) vs through
 #      Sandbox::predict with the model resident, 100-row batches;
 #   2. a warm POST /v1/eta through `bulkhead serve` on 127.0.0.1 (keep-alive, 100 rows);
 #   3. cold loads: precompiled `.cwasm`, compiling the `.wasm`, a new tenant's artifact;

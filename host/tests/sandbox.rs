@@ -8,7 +8,7 @@ mod sandbox_support;
 
 use bulkhead::sandbox::{
     CacheConfig, CacheOutcome, CallContext, CodeSource, ErrorKind, FeatureSource, Limits,
-    ModelSource, NoFeatures, Prediction, Row, Sandbox, SandboxConfig, Value,
+    ModelSource, NoFeatures, Prediction, Row, Sandbox, SandboxConfig, Value, batch_from_rows,
 };
 use bulkhead::sandbox::{Feature, ModelFetch, ModelKey, sha256_hex};
 use sandbox_support::{hostile_wasm, percentile};
@@ -24,8 +24,8 @@ fn hostile(artifact: &str) -> ModelSource {
     )
 }
 
-fn rows(n: usize) -> Vec<Row> {
-    (0..n)
+fn rows(n: usize) -> bulkhead::sandbox::Batch {
+    let rows: Vec<Row> = (0..n)
         .map(|i| Row {
             features: vec![
                 Feature {
@@ -42,7 +42,8 @@ fn rows(n: usize) -> Vec<Row> {
                 },
             ],
         })
-        .collect()
+        .collect();
+    batch_from_rows(&rows).unwrap()
 }
 
 fn ctx(tenant: &str) -> CallContext {
@@ -153,7 +154,7 @@ async fn each_hostile_mode_fails_alone_with_its_kind() {
         ("recurse", None, ErrorKind::StackOverflow),
         // ~100 MB of output does not fit in 64 MiB of guest memory…
         ("bigoutput", None, ErrorKind::Memory),
-        // … and with room for it, it is refused before it is copied out.
+        // … and with room for it, it is refused before it reaches the caller.
         ("bigoutput", Some(big_slow), ErrorKind::OutputTooLarge),
         ("extra", None, ErrorKind::OutputTooLarge),
         ("short", None, ErrorKind::BadOutput),
@@ -516,7 +517,7 @@ async fn plugins_read_features_through_the_tenant_scoped_lookup() {
         .predict(
             &hostile("ok"),
             c,
-            vec![row("EWR|2013-01-01T06"), row("JFK|nope")],
+            batch_from_rows(&[row("EWR|2013-01-01T06"), row("JFK|nope")]).unwrap(),
         )
         .await
         .unwrap();

@@ -6,6 +6,7 @@ mod sandbox_support;
 
 use bulkhead::sandbox::{
     CallContext, Feature, ModelSource, NoFeatures, PoolConfig, Row, Sandbox, SandboxConfig, Value,
+    batch_from_rows,
 };
 use sandbox_support::{hostile_wasm, percentile};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ fn eta_rows(n: usize) -> Vec<Row> {
 
 async fn measure(sb: &Sandbox, mode: &str, rows: usize, n: usize) -> String {
     let model = ModelSource::from_bytes(mode, hostile_wasm(), mode.as_bytes().into());
-    let batch = eta_rows(rows);
+    let batch = batch_from_rows(&eta_rows(rows)).unwrap();
     let ctx = || CallContext::new("UA", "bench", Arc::new(NoFeatures));
     for _ in 0..50 {
         sb.predict(&model, ctx(), batch.clone()).await.unwrap();
@@ -209,8 +210,9 @@ async fn eta_native_vs_sandbox() {
     let mut total = Vec::new();
     let mut guest = Vec::new();
     let (mut inst, mut load, mut pred) = (Vec::new(), Vec::new(), Vec::new());
+    let columns = batch_from_rows(&rows).unwrap();
     for i in 0..2100 {
-        let batch = rows.clone();
+        let batch = columns.clone();
         let start = Instant::now();
         let out = sb.predict(&model, ctx(), batch).await.unwrap();
         let t = start.elapsed();
@@ -271,9 +273,10 @@ async fn marshalling_cost() {
         ("1000 rows x 6 (3 categorical)", eta_rows(1000)),
     ];
     for (name, rows) in cases {
+        let batch = batch_from_rows(&rows).unwrap();
         let mut pred = Vec::new();
         for i in 0..600 {
-            let out = sb.predict(&model, ctx(), rows.clone()).await.unwrap();
+            let out = sb.predict(&model, ctx(), batch.clone()).await.unwrap();
             if i >= 100 {
                 pred.push(out.stats.predict);
             }

@@ -1,15 +1,16 @@
 //! One call: find or load the model, take an instance slot, then on a blocking thread
 //! build a fresh `Store` (limiter, host-call budget, epoch deadline), instantiate from
-//! the model's `InstancePre`, `load(artifact)`, `predict(rows)`, and check the output
-//! before copying it out of the guest. Every failure becomes a [`SandboxError`] and a
+//! the model's `InstancePre`, `load(artifact)`, `predict(batch)`, and check the output
+//! before handing it on. Every failure becomes a [`SandboxError`] and a
 //! log line tagged with tenant, request id and model.
 
-use super::bindings::{ModelError, Prediction, Row};
+use super::batch::Prediction;
+use super::bindings::{Batch, ModelError, Predictions};
 use super::cache::{CacheKey, ModelCache};
 use super::engine::SandboxEngine;
 use super::error::{ErrorKind, SandboxError, classify};
 use super::host_api::CallState;
-use super::limits::check_output;
+use super::limits::{OutputShape, check_output};
 use super::loader::{LoadedModel, Loader, model_error};
 use super::precompiled::PrecompiledDir;
 use super::{
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::Store;
-use wasmtime::component::WasmList;
 
 /// Everything a `Sandbox` owns.
 pub struct Runtime {
@@ -174,11 +174,11 @@ pub async fn predict(
     rt: &Arc<Runtime>,
     model: &ModelSource,
     ctx: CallContext,
-    rows: Vec<Row>,
+    batch: Batch,
 ) -> Result<PredictOutput, SandboxError> {
     let start = Instant::now();
     rt.calls.fetch_add(1, Ordering::Relaxed);
-    let result = predict_inner(rt, model, &ctx, rows, start).await;
+    let result = predict_inner(rt, model, &ctx, batch, start).await;
     if let Err(error) = &result {
         rt.call_failures.fetch_add(1, Ordering::Relaxed);
         log_failure(&ctx, &model.label, error);
@@ -190,7 +190,7 @@ async fn predict_inner(
     rt: &Arc<Runtime>,
     model: &ModelSource,
     ctx: &CallContext,
-    rows: Vec<Row>,
+    batch: Batch,
     start: Instant,
 ) -> Result<PredictOutput, SandboxError> {
     let limits = rt.limits_for(ctx)?;
@@ -215,7 +215,7 @@ async fn predict_inner(
     let model_ref = loaded.clone();
     let (predictions, timings) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        run(&runtime, &model_ref, state, &limits, ticks, &rows)
+        run(&runtime, &model_ref, state, &limits, ticks, &batch)
     })
     .await
     .map_err(|e| SandboxError::new(ErrorKind::Internal, format!("call task: {e}")))??;
@@ -252,7 +252,7 @@ fn run(
     state: CallState,
     limits: &Limits,
     deadline_ticks: u64,
-    rows: &[Row],
+    batch: &Batch,
 ) -> Result<(Vec<Prediction>, Timings), SandboxError> {
     let mut store = Store::new(&rt.engine.engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -281,35 +281,33 @@ fn run(
         Err(e) => return Err(fail(e, &store)),
     }
     let t2 = Instant::now();
-    // `predict` by hand rather than through the bindings: the result stays in guest
-    // memory (`WasmList`) until its length is checked.
-    type PredictFn<'a> = (&'a [Row],);
-    type PredictResult = (Result<WasmList<Prediction>, ModelError>,);
+    // The result is copied out eagerly: wasmtime runs the guest's post-return (which
+    // frees the lists) inside `call`, so a lazily read `WasmList` would read freed guest
+    // memory (seen: allocator pointers in place of the first values). The copy is
+    // bounded by the call's memory limit (a guest cannot return more than it holds);
+    // the shape and byte checks below decide whether any of it reaches the caller.
+    type PredictFn<'a> = (&'a Batch,);
+    type PredictResult = (Result<Predictions, ModelError>,);
     let func = match instance
         .get_typed_func::<PredictFn<'_>, PredictResult>(&mut store, &model.plugin.predict)
     {
         Ok(f) => f,
         Err(e) => return Err(fail(e, &store)),
     };
-    let list = match func.call(&mut store, (rows,)) {
-        Ok((Ok(list),)) => list,
+    let out = match func.call(&mut store, (batch,)) {
+        Ok((Ok(out),)) => out,
         Ok((Err(error),)) => return Err(model_error(error)),
         Err(e) => return Err(fail(e, &store)),
     };
-    if let Err(refused) = check_output(limits, rows.len(), list.len()) {
+    let shape = OutputShape {
+        values: out.values.len(),
+        lower: out.lower.len(),
+        upper: out.upper.len(),
+    };
+    if let Err(refused) = check_output(limits, batch.rows as usize, shape) {
         return Err(fail(wasmtime::Error::new(refused), &store));
     }
-    let mut predictions = Vec::with_capacity(list.len());
-    let items = match list.iter(&mut store) {
-        Ok(items) => items,
-        Err(e) => return Err(classify(e, false)),
-    };
-    for item in items {
-        match item {
-            Ok(p) => predictions.push(p),
-            Err(e) => return Err(classify(e, false)),
-        }
-    }
+    let predictions = per_row(out);
     let t3 = Instant::now();
     let data = store.data();
     Ok((
@@ -322,6 +320,19 @@ fn run(
             host_calls: data.budget.calls,
         },
     ))
+}
+
+/// The checked columns as one prediction per row.
+fn per_row(out: Predictions) -> Vec<Prediction> {
+    out.values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| Prediction {
+            value,
+            lower: out.lower.get(i).copied(),
+            upper: out.upper.get(i).copied(),
+        })
+        .collect()
 }
 
 fn log_failure(ctx: &CallContext, model: &str, error: &SandboxError) {

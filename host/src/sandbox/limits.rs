@@ -168,25 +168,46 @@ pub struct OutputRefused {
     pub message: String,
 }
 
-/// Size of one `prediction` in guest memory (canonical ABI: f64 + 2 × option<f64>).
-pub const PREDICTION_GUEST_BYTES: usize = 40;
+/// The lengths of the `predictions` columns a guest returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputShape {
+    pub values: usize,
+    pub lower: usize,
+    pub upper: usize,
+}
 
-/// Checks the number of predictions the guest returned, before they are copied out.
-pub fn check_output(limits: &Limits, rows: usize, predictions: usize) -> Result<(), OutputRefused> {
-    let bytes = predictions.saturating_mul(PREDICTION_GUEST_BYTES);
-    if predictions > rows || bytes > limits.max_output_bytes {
+/// Checks the predictions a guest returned, before they are copied out: one value per
+/// row, interval bounds for every row or for none, and at most `max_output_bytes`.
+pub fn check_output(limits: &Limits, rows: usize, out: OutputShape) -> Result<(), OutputRefused> {
+    let bytes = out
+        .values
+        .saturating_add(out.lower)
+        .saturating_add(out.upper)
+        .saturating_mul(size_of::<f64>());
+    let longest = out.values.max(out.lower).max(out.upper);
+    if longest > rows || bytes > limits.max_output_bytes {
         return Err(OutputRefused {
             too_large: true,
             message: format!(
-                "plugin returned {predictions} predictions ({bytes} bytes) for {rows} rows (limit {} bytes)",
+                "plugin returned {longest} predictions ({bytes} bytes) for {rows} rows (limit {} bytes)",
                 limits.max_output_bytes
             ),
         });
     }
-    if predictions < rows {
+    if out.values < rows {
         return Err(OutputRefused {
             too_large: false,
-            message: format!("plugin returned {predictions} predictions for {rows} rows"),
+            message: format!("plugin returned {} predictions for {rows} rows", out.values),
+        });
+    }
+    let bounds = |n: usize| n == 0 || n == rows;
+    if !bounds(out.lower) || !bounds(out.upper) || out.lower != out.upper {
+        return Err(OutputRefused {
+            too_large: false,
+            message: format!(
+                "plugin returned {} lower and {} upper bounds for {rows} rows (all or none)",
+                out.lower, out.upper
+            ),
         });
     }
     Ok(())
@@ -215,11 +236,50 @@ mod tests {
     #[test]
     fn output_bounds() {
         let limits = Limits::default();
-        assert!(check_output(&limits, 3, 3).is_ok());
-        assert!(check_output(&limits, 3, 4).unwrap_err().too_large);
-        assert!(!check_output(&limits, 3, 2).unwrap_err().too_large);
-        let huge = limits.max_output_bytes / PREDICTION_GUEST_BYTES + 1;
-        assert!(check_output(&limits, huge, huge).unwrap_err().too_large);
+        let shape = |values, lower, upper| OutputShape {
+            values,
+            lower,
+            upper,
+        };
+        assert!(check_output(&limits, 3, shape(3, 3, 3)).is_ok());
+        assert!(check_output(&limits, 3, shape(3, 0, 0)).is_ok());
+        assert!(
+            check_output(&limits, 3, shape(4, 0, 0))
+                .unwrap_err()
+                .too_large
+        );
+        assert!(
+            check_output(&limits, 3, shape(3, 4, 4))
+                .unwrap_err()
+                .too_large
+        );
+        assert!(
+            !check_output(&limits, 3, shape(2, 2, 2))
+                .unwrap_err()
+                .too_large
+        );
+        assert!(
+            !check_output(&limits, 3, shape(3, 3, 0))
+                .unwrap_err()
+                .too_large
+        );
+        assert!(
+            !check_output(&limits, 3, shape(3, 1, 1))
+                .unwrap_err()
+                .too_large
+        );
+        let huge = limits.max_output_bytes / 8 + 1;
+        assert!(
+            check_output(&limits, huge, shape(huge, 0, 0))
+                .unwrap_err()
+                .too_large
+        );
+        let third = limits.max_output_bytes / 24 + 1;
+        assert!(
+            check_output(&limits, third, shape(third, third, third))
+                .unwrap_err()
+                .too_large
+        );
     }
 
     #[test]

@@ -240,8 +240,9 @@ impl Loader {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| load_failed(format!("linking the plugin: {e}")))?;
-        let pre = ModelPre::new(pre)
-            .map_err(|e| load_failed(format!("the plugin does not export the model world: {e}")))?;
+        let pre = ModelPre::new(pre).map_err(|e| {
+            load_failed(format!("the plugin does not export the model world: {e:#}"))
+        })?;
         let export = |name: &str| {
             component
                 .get_export_index(None, name)

@@ -52,6 +52,7 @@
 //! precompiled blob from anywhere else is never deserialized. A cold load from that
 //! file is ~0.4 ms; a compile ~150 ms (single-threaded on purpose, see `engine.rs`).
 
+mod batch;
 mod bindings;
 mod cache;
 mod call;
@@ -66,8 +67,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use batch::{BatchBuilder, BatchError, Feature, Prediction, Row, batch_from_rows, row_of};
 pub use bindings::{
-    Description, Feature, FeatureKind, FeatureSpec, LogLevel, Prediction, Row, Value,
+    Batch, Categories, Column, ColumnValues, Description, FeatureKind, FeatureSpec, LogLevel, Value,
 };
 pub use error::{ErrorKind, SandboxError};
 
@@ -468,16 +470,16 @@ impl Sandbox {
         })
     }
 
-    /// Scores `rows` with `model` for the caller in `ctx`. Loads the model on a miss
+    /// Scores the rows of `batch` with `model` for the caller in `ctx`. Loads the model on a miss
     /// (single-flight), then runs instantiate + `load` + `predict` in a fresh store on a
     /// blocking thread. Any failure is the caller's alone: see [`ErrorKind`].
     pub async fn predict(
         &self,
         model: &ModelSource,
         ctx: CallContext,
-        rows: Vec<Row>,
+        batch: Batch,
     ) -> Result<PredictOutput, SandboxError> {
-        call::predict(&self.inner, model, ctx, rows).await
+        call::predict(&self.inner, model, ctx, batch).await
     }
 
     /// Loads `model` into the cache if it is not resident (for readiness checks and

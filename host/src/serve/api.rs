@@ -5,7 +5,7 @@
 //! values), an unknown top-level member or an empty batch is a 400 naming the place.
 //! The model decides which features it needs (a missing required one is its `bad_input`).
 
-use super::backend::{Feature, Prediction, Row, Value};
+use super::backend::{Batch, BatchBuilder, BatchError, Prediction, Value};
 use super::error::ApiError;
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +35,8 @@ struct EtaRequest {
     rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// Parses and checks a request body.
-pub fn parse_rows(body: &[u8], b: &Bounds) -> Result<Vec<Row>, ApiError> {
+/// Parses and checks a request body into the batch the model gets.
+pub fn parse_rows(body: &[u8], b: &Bounds) -> Result<Batch, ApiError> {
     let req: EtaRequest = bulkhead_filter_kit::parse_json(body)
         .map_err(|e| ApiError::bad_request(format!("body: field `{}`: {}", e.field, e.message)))?;
     if req.rows.is_empty() {
@@ -49,25 +49,28 @@ pub fn parse_rows(body: &[u8], b: &Bounds) -> Result<Vec<Row>, ApiError> {
             b.max_rows
         )));
     }
-    req.rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, obj)| row(i, obj, b))
-        .collect()
+    let mut batch = BatchBuilder::new();
+    for (i, obj) in req.rows.into_iter().enumerate() {
+        row(&mut batch, i, obj, b)?;
+    }
+    Ok(batch.finish())
 }
 
 fn row(
+    batch: &mut BatchBuilder,
     i: usize,
     obj: serde_json::Map<String, serde_json::Value>,
     b: &Bounds,
-) -> Result<Row, ApiError> {
+) -> Result<(), ApiError> {
     if obj.len() > b.max_features {
         return Err(ApiError::bad_request(format!(
             "rows[{i}]: at most {} features per row",
             b.max_features
         )));
     }
-    let mut features = Vec::with_capacity(obj.len());
+    batch
+        .next_row()
+        .map_err(|e| ApiError::bad_request(format!("rows[{i}]: {e}")))?;
     for (name, v) in obj {
         let at = || format!("rows[{i}].{}", printable(&name));
         if name.is_empty() || name.len() > b.max_name_len {
@@ -103,9 +106,15 @@ fn row(
                 )));
             }
         };
-        features.push(Feature { name, value });
+        batch.set(&name, value).map_err(|e| match e {
+            BatchError::MixedKinds { .. } => ApiError::bad_request(format!(
+                "{}: a number here, a string in an earlier row (a feature has one kind per request)",
+                at()
+            )),
+            e => ApiError::bad_request(format!("{}: {e}", at())),
+        })?;
     }
-    Ok(Row { features })
+    Ok(())
 }
 
 /// A feature name as it may appear in an error: at most 64 characters, control
@@ -156,29 +165,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_become_typed_features() {
-        let rows = parse_rows(
-            br#"{"rows":[{"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719,"dep_delay":null}]}"#,
+    fn rows_become_typed_columns() {
+        let batch = parse_rows(
+            br#"{"rows":[{"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719,"dep_delay":null},{"origin":"JFK","month":2}]}"#,
             &Bounds::default(),
         )
         .unwrap();
-        assert_eq!(rows.len(), 1);
-        let f = |name: &str, value: Value| Feature {
+        assert_eq!(batch.rows, 2);
+        assert_eq!(batch.columns.len(), 6);
+        let row = |i| crate::sandbox::row_of(&batch, i).features;
+        let f = |name: &str, value: Value| crate::sandbox::Feature {
             name: name.into(),
             value,
         };
-        assert_eq!(rows[0].features.len(), 6);
-        assert!(
-            rows[0]
-                .features
-                .contains(&f("origin", Value::Category("EWR".into())))
-        );
-        assert!(
-            rows[0]
-                .features
-                .contains(&f("distance", Value::Number(719.0)))
-        );
-        assert!(rows[0].features.contains(&f("dep_delay", Value::Missing)));
+        assert!(row(0).contains(&f("origin", Value::Category("EWR".into()))));
+        assert!(row(0).contains(&f("distance", Value::Number(719.0))));
+        assert!(row(0).contains(&f("dep_delay", Value::Missing)));
+        assert!(row(1).contains(&f("origin", Value::Category("JFK".into()))));
+        // Absent from the second row: missing there.
+        assert!(row(1).contains(&f("dest", Value::Missing)));
     }
 
     #[test]
@@ -197,6 +202,7 @@ mod tests {
         );
         assert!(e(r#"{"rows":[{"a":1},{"ok":true}]}"#).starts_with("rows[1].ok:"));
         assert!(e(r#"{"rows":[{"a":{"b":1}}]}"#).contains("number, a string or null"));
+        assert!(e(r#"{"rows":[{"a":1},{"a":"x"}]}"#).starts_with("rows[1].a: a number here"));
         assert!(e("not json").starts_with("body:"));
     }
 }

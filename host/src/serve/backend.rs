@@ -10,9 +10,9 @@ use std::pin::Pin;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Rows, values and predictions are the sandbox's own (the WIT types), so a request's
-/// rows go to the plugin without another conversion.
-pub use crate::sandbox::{Feature, Prediction, Row, Value};
+/// The batch is the sandbox's own (the WIT type), so a request's rows go to the plugin
+/// without another conversion.
+pub use crate::sandbox::{Batch, BatchBuilder, BatchError, Prediction, Value};
 
 /// One prediction call.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct Call {
     pub request_id: String,
     /// The tenant's model as the registry names it (`version` may be an alias).
     pub model: ModelRef,
-    pub rows: Vec<Row>,
+    pub rows: Batch,
 }
 
 /// The model version actually used (an alias resolved).

@@ -109,7 +109,7 @@ async fn predict(
 
     let body = read_body(&parts.headers, body, app.limits.max_body_bytes).await?;
     let rows = api::parse_rows(&body, &app.limits.bounds)?;
-    let n = rows.len();
+    let n = rows.rows as usize;
 
     let slot = app
         .admission

@@ -88,7 +88,7 @@ impl Backend for Fake {
             let first = self.seen.lock().unwrap().insert(call.model.name.clone());
             Ok(Outcome {
                 model: Fake::id(&call.model),
-                predictions: (0..call.rows.len())
+                predictions: (0..call.rows.rows as usize)
                     .map(|i| Prediction {
                         value: i as f64,
                         lower: Some(i as f64 - 1.0),

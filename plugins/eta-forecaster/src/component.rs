@@ -1,6 +1,7 @@
 //! The WIT exports.
 
 use bulkhead_eta_model::artifact::Artifact;
+use bulkhead_eta_model::columns::{Column, predict_columns};
 use bulkhead_eta_model::schema::{self, FEATURES, Kind};
 use std::cell::RefCell;
 
@@ -9,7 +10,7 @@ wit_bindgen::generate!({
     world: "model",
 });
 
-use bulkhead::model::types::{FeatureKind, FeatureSpec, Value};
+use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec};
 
 thread_local! {
     // A component instance is single-threaded; `load` fills this, `predict` reads it.
@@ -47,32 +48,29 @@ impl Guest for Plugin {
         Ok(())
     }
 
-    fn predict(rows: Vec<Row>) -> Result<Vec<Prediction>, ModelError> {
+    fn predict(batch: Batch) -> Result<Predictions, ModelError> {
         MODEL.with(|m| {
             let guard = m.borrow();
             let Some(model) = guard.as_ref() else {
                 return Err(ModelError::Internal("predict before load".to_string()));
             };
-            let named = rows.iter().map(|row| {
-                row.features.iter().map(|f| {
-                    let v = match &f.value {
-                        Value::Number(x) => schema::Value::Number(*x),
-                        Value::Category(s) => schema::Value::Category(s),
-                        Value::Missing => schema::Value::Missing,
-                    };
-                    (f.name.as_str(), v)
-                })
+            let columns = batch.columns.iter().map(|c| {
+                let column = match &c.values {
+                    ColumnValues::Numbers(v) => Column::Numbers(v),
+                    ColumnValues::Categories(cat) => Column::Categories {
+                        dictionary: &cat.dictionary,
+                        codes: &cat.codes,
+                    },
+                };
+                (c.name.as_str(), column)
             });
-            let etas = bulkhead_eta_model::predict_batch(model, named)
+            let etas = predict_columns(model, batch.rows as usize, columns)
                 .map_err(|e| ModelError::BadInput(e.to_string()))?;
-            Ok(etas
-                .into_iter()
-                .map(|eta| Prediction {
-                    value: eta.value,
-                    lower: Some(eta.lower),
-                    upper: Some(eta.upper),
-                })
-                .collect())
+            Ok(Predictions {
+                values: etas.iter().map(|e| e.value).collect(),
+                lower: etas.iter().map(|e| e.lower).collect(),
+                upper: etas.iter().map(|e| e.upper).collect(),
+            })
         })
     }
 }

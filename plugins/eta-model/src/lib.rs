@@ -2,6 +2,7 @@
 //! trained and benchmarked natively and served inside the wasm sandbox.
 //!
 //! - [`schema`]: the features a row carries and their checks ([`schema::parse_row`]).
+//! - [`columns`]: rows column by column, as the plugin receives them ([`predict_columns`]).
 //! - [`artifact`]: the learned parameters, their versioned byte format
 //!   ([`Artifact::decode`] / [`Artifact::encode`]) and [`Artifact::predict`].
 //! - [`fit`]: training ([`fit::fit`]).
@@ -11,12 +12,14 @@
 //! ETA is the number of minutes from the scheduled departure to the actual arrival.
 
 pub mod artifact;
+pub mod columns;
 pub mod eval;
 pub mod fit;
 pub mod nyc;
 pub mod schema;
 
 pub use artifact::{Artifact, ArtifactError, Eta};
+pub use columns::{Column, OwnedColumns, predict_columns};
 pub use fit::{Example, FitConfig, fit};
 pub use schema::{EtaInput, InputError, Value, parse_row};
 

@@ -161,9 +161,9 @@ pub fn parse_row<'a, I>(features: I) -> Result<EtaInput, InputError>
 where
     I: IntoIterator<Item = (&'a str, Value<'a>)>,
 {
-    let mut slots: [Option<Value<'a>>; 6] = [None; 6];
+    let mut slots: Slots<'a> = [None; FEATURES.len()];
     for (name, value) in features {
-        let Some(i) = FEATURES.iter().position(|f| f.name == name) else {
+        let Some(i) = feature_index(name) else {
             continue;
         };
         if slots[i].is_some() {
@@ -171,6 +171,20 @@ where
         }
         slots[i] = Some(value);
     }
+    check_slots(slots)
+}
+
+/// A row's values in [`FEATURES`] order; `None` = not given.
+pub type Slots<'a> = [Option<Value<'a>>; FEATURES.len()];
+
+/// The position of a feature in [`FEATURES`].
+pub fn feature_index(name: &str) -> Option<usize> {
+    FEATURES.iter().position(|f| f.name == name)
+}
+
+/// Checks a row given in [`FEATURES`] order: the one place rows are validated, whether
+/// they arrive by name ([`parse_row`]) or by column ([`crate::columns`]).
+pub fn check_slots(slots: Slots<'_>) -> Result<EtaInput, InputError> {
     let [origin, dest, month, hour, distance, dep_delay] = slots;
     Ok(EtaInput {
         origin: code(ORIGIN, origin)?,

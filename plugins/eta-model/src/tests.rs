@@ -173,3 +173,97 @@ fn too_few_rows_is_an_error() {
             .contains("row 3")
     );
 }
+
+mod columns {
+    use super::*;
+    use crate::columns::{Column, OwnedColumns, predict_columns};
+    use crate::predict_batch;
+    use crate::schema::Value;
+
+    fn rows() -> Vec<Vec<(&'static str, Value<'static>)>> {
+        (0..40u32)
+            .map(|i| {
+                let dest = if i % 2 == 0 { "ORD" } else { "LAX" };
+                let mut r = vec![
+                    ("origin", Value::Category("EWR")),
+                    ("dest", Value::Category(dest)),
+                    ("month", Value::Number(f64::from(1 + i % 12))),
+                    ("sched_dep_hour", Value::Number(f64::from(6 + i % 16))),
+                ];
+                if i % 3 == 0 {
+                    r.push(("dep_delay", Value::Number(f64::from(i))));
+                }
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn columns_predict_exactly_what_named_rows_predict() {
+        let a = fit(&synthetic(), &FitConfig::default()).unwrap();
+        let by_name = predict_batch(&a, rows()).unwrap();
+        let cols = OwnedColumns::from_rows(rows()).unwrap();
+        // Two distinct destinations: the dictionary holds each once.
+        let dest = cols.columns.iter().find(|(n, _)| n == "dest").unwrap();
+        assert!(
+            matches!(&dest.1, crate::columns::OwnedColumn::Categories { dictionary, .. } if dictionary.len() == 2)
+        );
+        let by_column = predict_columns(&a, cols.rows, cols.view()).unwrap();
+        assert_eq!(by_name, by_column);
+        // dep_delay is NaN (missing) in two rows of three, as in the named rows.
+        assert_eq!(by_column.len(), 40);
+    }
+
+    #[test]
+    fn refuses_bad_columns_naming_the_row_or_column() {
+        let a = fit(&synthetic(), &FitConfig::default()).unwrap();
+        let origin = ["EWR".to_string()];
+        let dest = ["ORD".to_string()];
+        let base = |codes: &'static [u32]| {
+            vec![
+                (
+                    "origin",
+                    Column::Categories {
+                        dictionary: &origin[..],
+                        codes: &[0, 0],
+                    },
+                ),
+                (
+                    "dest",
+                    Column::Categories {
+                        dictionary: &dest[..],
+                        codes,
+                    },
+                ),
+            ]
+        };
+        let month = [1.0, 2.0];
+        let hour = [6.0, 7.0];
+        let run = |extra: Vec<(&'static str, Column<'_, String>)>, codes: &'static [u32]| {
+            let mut cols = base(codes);
+            cols.push(("month", Column::Numbers(&month)));
+            cols.push(("sched_dep_hour", Column::Numbers(&hour)));
+            cols.extend(extra);
+            predict_columns(&a, 2, cols)
+        };
+        assert_eq!(run(vec![], &[0, 0]).unwrap().len(), 2);
+        // A code past the dictionary is a missing value: a required feature missing.
+        let e = run(vec![], &[0, 7]).unwrap_err().0;
+        assert_eq!(e, "row 1: missing required feature `dest`");
+        let e = run(vec![("month", Column::Numbers(&month))], &[0, 0])
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "feature `month` given twice");
+        let e = run(vec![("distance", Column::Numbers(&[5.0]))], &[0, 0])
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "column `distance` has 1 values for 2 rows");
+        // NaN marks missing: an optional feature may be missing.
+        let out = run(
+            vec![("dep_delay", Column::Numbers(&[f64::NAN, 3.0]))],
+            &[0, 0],
+        )
+        .unwrap();
+        assert_eq!(out.len(), 2);
+    }
+}

@@ -5,9 +5,10 @@
 use crate::stats::{Summary, summarize};
 use anyhow::{Context, Result, bail};
 use bulkhead::sandbox::{
-    CallContext, CodeSource, ModelSource, NoFeatures, Row, Sandbox, SandboxConfig, Value,
+    Batch, CallContext, CodeSource, ColumnValues, ModelSource, NoFeatures, Row, Sandbox,
+    SandboxConfig, batch_from_rows,
 };
-use bulkhead_eta_model::{Artifact, predict_batch};
+use bulkhead_eta_model::{Artifact, Column, predict_columns};
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +16,9 @@ use std::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct NativeVsSandbox {
-    /// decode + predict_batch: the plugin's work per call, natively.
+    /// decode + predict_columns: the plugin's work per call, natively.
     pub native: Summary,
-    /// predict_batch alone (artifact already decoded), for reference.
+    /// predict_columns alone (artifact already decoded), for reference.
     pub native_predict_only: Summary,
     /// `Sandbox::predict`, warm cache, wall time seen by the caller.
     pub sandbox: Summary,
@@ -52,17 +53,9 @@ fn ctx() -> CallContext {
     CallContext::new("UA", "bench", Arc::new(NoFeatures))
 }
 
-fn as_model_value(v: &Value) -> bulkhead_eta_model::Value<'_> {
-    match v {
-        Value::Number(x) => bulkhead_eta_model::Value::Number(*x),
-        Value::Category(s) => bulkhead_eta_model::Value::Category(s.as_str()),
-        Value::Missing => bulkhead_eta_model::Value::Missing,
-    }
-}
-
 /// What the plugin does per call, natively: decode the artifact (`load`), then
-/// `predict_batch` over the rows as named values (`predict`).
-fn native_call(artifact: &[u8], rows: &[Row], decoded: Option<&Artifact>) -> Result<usize> {
+/// `predict_columns` over the batch's columns (`predict`) — the plugin's exact code.
+fn native_call(artifact: &[u8], batch: &Batch, decoded: Option<&Artifact>) -> Result<usize> {
     let owned;
     let model = match decoded {
         Some(m) => m,
@@ -71,13 +64,23 @@ fn native_call(artifact: &[u8], rows: &[Row], decoded: Option<&Artifact>) -> Res
             &owned
         }
     };
-    let named = rows.iter().map(|r| {
-        r.features
-            .iter()
-            .map(|f| (f.name.as_str(), as_model_value(&f.value)))
+    let columns = batch.columns.iter().map(|c| {
+        let column = match &c.values {
+            ColumnValues::Numbers(v) => Column::Numbers(v),
+            ColumnValues::Categories(cat) => Column::Categories {
+                dictionary: &cat.dictionary,
+                codes: &cat.codes,
+            },
+        };
+        (c.name.as_str(), column)
     });
-    let out = predict_batch(model, named).map_err(|e| anyhow::anyhow!("predict: {e}"))?;
+    let out = predict_columns(model, batch.rows as usize, columns)
+        .map_err(|e| anyhow::anyhow!("predict: {e}"))?;
     Ok(black_box(out).len())
+}
+
+fn columns(rows: &[Row]) -> Result<Batch> {
+    batch_from_rows(rows).map_err(|e| anyhow::anyhow!("rows: {e}"))
 }
 
 /// Alternates blocks of native and sandboxed calls (`rounds` × `per_round` each), so a
@@ -91,31 +94,32 @@ pub async fn native_vs_sandbox(
     per_round: usize,
 ) -> Result<NativeVsSandbox> {
     let decoded = Artifact::decode(artifact).map_err(|e| anyhow::anyhow!("decode: {e}"))?;
+    let all = columns(rows)?;
+    let one = columns(&rows[..1.min(rows.len())])?;
     // Warm both sides: the model resident, caches and branch predictors trained.
     for _ in 0..200 {
-        native_call(artifact, rows, None)?;
-        sb.predict(model, ctx(), rows.to_vec())
+        native_call(artifact, &all, None)?;
+        sb.predict(model, ctx(), all.clone())
             .await
             .map_err(|e| anyhow::anyhow!("sandbox warm-up: {e:?}"))?;
     }
     let (mut native, mut predict_only, mut sandbox) = (Vec::new(), Vec::new(), Vec::new());
     let (mut inst, mut load, mut pred) = (Vec::new(), Vec::new(), Vec::new());
     let (mut outside, mut native1, mut sandbox1) = (Vec::new(), Vec::new(), Vec::new());
-    let one = &rows[..1.min(rows.len())];
     for _ in 0..rounds {
         for _ in 0..per_round {
             let t = Instant::now();
-            let n = native_call(artifact, rows, None)?;
+            let n = native_call(artifact, &all, None)?;
             native.push(t.elapsed());
             if n != rows.len() {
                 bail!("native: {n} predictions for {} rows", rows.len());
             }
             let t = Instant::now();
-            native_call(artifact, rows, Some(&decoded))?;
+            native_call(artifact, &all, Some(&decoded))?;
             predict_only.push(t.elapsed());
         }
         for _ in 0..per_round {
-            let batch = rows.to_vec();
+            let batch = all.clone();
             let t = Instant::now();
             let out = sb
                 .predict(model, ctx(), batch)
@@ -136,9 +140,9 @@ pub async fn native_vs_sandbox(
         }
         for _ in 0..per_round / 4 {
             let t = Instant::now();
-            native_call(artifact, one, None)?;
+            native_call(artifact, &one, None)?;
             native1.push(t.elapsed());
-            let batch = one.to_vec();
+            let batch = one.clone();
             let t = Instant::now();
             sb.predict(model, ctx(), batch)
                 .await
@@ -191,9 +195,10 @@ pub async fn cold_loads(
             );
         }
     }
+    let all = columns(rows)?;
     for _ in 0..samples {
         sb.clear_cache();
-        let batch = rows.to_vec();
+        let batch = all.clone();
         let t = Instant::now();
         sb.predict(model, ctx(), batch)
             .await

@@ -1,7 +1,7 @@
 //! `make bench-host` (run by scripts/bench-host.sh): the host's model path, measured in
 //! one run and written as the "## Host" section of BENCHMARKS.md.
 //!
-//! 1. the ETA model natively (decode artifact + `predict_batch`, the plugin's exact
+//! 1. the ETA model natively (decode artifact + `predict_columns`, the plugin's exact
 //!    work per call) vs `Sandbox::predict` with the model resident, 100-row batches;
 //! 2. a warm request through `bulkhead serve` over HTTP (keep-alive, 100 rows);
 //! 3. cold loads: from the host's precompiled file, by compiling the `.wasm`, and a new

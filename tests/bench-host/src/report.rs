@@ -163,7 +163,7 @@ pub fn render(r: &Report) -> String {
     let cn = cpu(&r.cpu_native);
     row(
         &mut s,
-        "native: decode artifact + `predict_batch`, 100 rows",
+        "native: decode artifact + `predict_columns`, 100 rows",
         &n.native,
         &cn,
         "—",
@@ -171,7 +171,7 @@ pub fn render(r: &Report) -> String {
     );
     row(
         &mut s,
-        "native: `predict_batch` only (artifact decoded once)",
+        "native: `predict_columns` only (artifact decoded once)",
         &n.native_predict_only,
         &cn,
         "—",
@@ -274,13 +274,13 @@ pub fn render(r: &Report) -> String {
         s,
         "Native vs sandbox: {} alternating rounds of {} native then {} sandboxed calls, same \
          rows, same artifact, after 200 warm-up calls of each. The sandboxed call's parts (p50): \
-         instantiate {:.1} µs + guest `load(artifact)` {:.1} µs + guest `predict` (rows copied in, \
-         predictions out) {:.1} µs = {:.1} µs inside wasmtime; the rest (p50 {:.1} µs of the \
+         instantiate {:.1} µs + guest `load(artifact)` {:.1} µs + guest `predict` (the batch's \
+         columns copied in, predictions out) {:.1} µs = {:.1} µs inside wasmtime; the rest (p50 {:.1} µs of the \
          {:.1} µs) is the cache lookup, `Store` set-up and the hop to tokio's blocking pool and \
          back. Native decode+predict is {:.1} µs, so the sandbox costs **+{:.0} µs per 100-row \
          call** over native; with 1 row the call costs {:.1} µs (native {:.1} µs), so about \
-         {:.1} µs of the 100-row call is per row — passing the rows in as the WIT's `list<row>` \
-         of named features, where native `predict_batch` spends {:.2} µs per row.\n",
+         {:.1} µs of the 100-row call is per row, where native `predict_columns` spends {:.2} µs \
+         per row.\n",
         n.rounds,
         n.native.n / n.rounds.max(1),
         n.sandbox.n / n.rounds.max(1),

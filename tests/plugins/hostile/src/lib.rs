@@ -12,7 +12,7 @@
 //! - `trap`: executes `unreachable`.
 //! - `panic`: panics (a trap too, after trying to print through WASI it isn't granted).
 //! - `recurse`: unbounded recursion.
-//! - `bigoutput`: returns ~100 MB of predictions (2.6 M × 40 bytes).
+//! - `bigoutput`: returns 13 M predictions (~100 MB of values).
 //! - `extra`: returns one prediction more than there are rows.
 //! - `short`: returns no predictions.
 //! - `hostcall_flood`: calls `features.lookup` with a 1 MiB key, over and over.
@@ -27,7 +27,7 @@ wit_bindgen::generate!({
 
 use bulkhead::model::features::lookup;
 use bulkhead::model::log::{Level, log};
-use bulkhead::model::types::{FeatureKind, FeatureSpec, Value};
+use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec, Value};
 use std::cell::RefCell;
 use std::hint::black_box;
 
@@ -80,11 +80,12 @@ impl Guest for Hostile {
         Ok(())
     }
 
-    fn predict(rows: Vec<Row>) -> Result<Vec<Prediction>, ModelError> {
+    fn predict(batch: Batch) -> Result<Predictions, ModelError> {
+        let rows = batch.rows as usize;
         let mode = MODE.with(|m| m.borrow().clone());
         match mode.as_str() {
-            "ok" => Ok(ok(&rows)),
-            "count" => Ok(vec![prediction(0.0); rows.len()]),
+            "ok" => Ok(ok(&batch)),
+            "count" => Ok(predictions(vec![0.0; rows])),
             "loop" => {
                 let mut n: u64 = 0;
                 loop {
@@ -102,26 +103,27 @@ impl Guest for Hostile {
             "trap" => trap(),
             #[allow(clippy::panic)]
             "panic" => panic!("the hostile plugin panics on purpose"),
-            "recurse" => Ok(vec![
-                prediction(recurse(black_box(u64::MAX)) as f64);
-                rows.len()
-            ]),
-            "bigoutput" => Ok(vec![prediction(1.0); 2_600_000]),
-            "extra" => Ok(vec![prediction(1.0); rows.len() + 1]),
-            "short" => Ok(Vec::new()),
+            "recurse" => Ok(predictions(vec![recurse(black_box(u64::MAX)) as f64; rows])),
+            "bigoutput" => Ok(Predictions {
+                values: vec![1.0; 13_000_000],
+                lower: Vec::new(),
+                upper: Vec::new(),
+            }),
+            "extra" => Ok(predictions(vec![1.0; rows + 1])),
+            "short" => Ok(predictions(Vec::new())),
             "hostcall_flood" => {
                 let key = "k".repeat(1 << 20);
                 for _ in 0..10_000 {
                     let _ = black_box(lookup("weather", &key, &["temp".to_string()]));
                 }
-                Ok(ok(&rows))
+                Ok(ok(&batch))
             }
             "logflood" => {
                 let line = "x".repeat(1 << 20);
                 for _ in 0..100_000 {
                     log(Level::Info, &line);
                 }
-                Ok(ok(&rows))
+                Ok(ok(&batch))
             }
             "badinput" => Err(ModelError::BadInput(
                 "row 0: the hostile plugin refuses it".into(),
@@ -133,35 +135,43 @@ impl Guest for Hostile {
     }
 }
 
-fn prediction(value: f64) -> Prediction {
-    Prediction {
-        value,
-        lower: Some(value - 1.0),
-        upper: Some(value + 1.0),
+/// Values with an interval of ± 1.
+fn predictions(values: Vec<f64>) -> Predictions {
+    Predictions {
+        lower: values.iter().map(|v| v - 1.0).collect(),
+        upper: values.iter().map(|v| v + 1.0).collect(),
+        values,
     }
 }
 
-fn ok(rows: &[Row]) -> Vec<Prediction> {
-    log(Level::Debug, &format!("scoring {} rows", rows.len()));
-    rows.iter()
-        .map(|row| {
-            let mut sum = 0.0;
-            for feature in &row.features {
-                match (&feature.value, feature.name.as_str()) {
-                    (Value::Number(x), _) => sum += x,
-                    (Value::Category(key), "lookup") => {
-                        if let Ok(Some(values)) = lookup("weather", key, &["temp".to_string()])
-                            && let Some(Value::Number(t)) = values.first()
-                        {
-                            sum += t;
-                        }
+fn ok(batch: &Batch) -> Predictions {
+    log(Level::Debug, &format!("scoring {} rows", batch.rows));
+    let mut sums = vec![0.0; batch.rows as usize];
+    for column in &batch.columns {
+        match (&column.values, column.name.as_str()) {
+            (ColumnValues::Numbers(v), _) => {
+                for (sum, x) in sums.iter_mut().zip(v) {
+                    if !x.is_nan() {
+                        *sum += x;
                     }
-                    _ => {}
                 }
             }
-            prediction(sum)
-        })
-        .collect()
+            (ColumnValues::Categories(c), "lookup") => {
+                for (sum, &code) in sums.iter_mut().zip(&c.codes) {
+                    let Some(key) = c.dictionary.get(code as usize) else {
+                        continue;
+                    };
+                    if let Ok(Some(values)) = lookup("weather", key, &["temp".to_string()])
+                        && let Some(Value::Number(t)) = values.first()
+                    {
+                        *sum += t;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    predictions(sums)
 }
 
 #[cfg(target_arch = "wasm32")]

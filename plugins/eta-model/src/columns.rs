@@ -1,0 +1,191 @@
+//! Rows column by column, as the WIT `batch` carries them: a feature's name once per
+//! batch, numbers as one `f64` slice (NaN = missing), categories dictionary-coded.
+//!
+//! [`predict_columns`] is what the plugin's `predict` runs, and what a native caller runs
+//! to measure the same work outside the sandbox. Each row is checked by
+//! [`schema::check_slots`](crate::schema::check_slots), exactly as a row of named values.
+
+use crate::artifact::{Artifact, Eta};
+use crate::schema::{FEATURES, InputError, Slots, Value, check_slots, feature_index};
+
+/// One column, borrowed. `S` is whatever string type the caller holds (`String` from
+/// the WIT bindings, `&str` in tests).
+#[derive(Debug)]
+pub enum Column<'a, S> {
+    /// One per row; NaN marks a missing value.
+    Numbers(&'a [f64]),
+    /// One code per row into `dictionary`; a code past its end marks a missing value.
+    Categories {
+        dictionary: &'a [S],
+        codes: &'a [u32],
+    },
+}
+
+// By hand: a derive would require `S: Copy`, but only references are copied.
+impl<S> Clone for Column<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S> Copy for Column<'_, S> {}
+
+impl<'a, S: AsRef<str>> Column<'a, S> {
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Numbers(v) => v.len(),
+            Column::Categories { codes, .. } => codes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i`'s value (`i` < `len()`).
+    fn value(&self, i: usize) -> Value<'a> {
+        match *self {
+            Column::Numbers(v) => match v.get(i) {
+                Some(x) if !x.is_nan() => Value::Number(*x),
+                _ => Value::Missing,
+            },
+            Column::Categories { dictionary, codes } => {
+                let code = codes.get(i).map(|&c| c as usize);
+                match code.and_then(|c| dictionary.get(c)) {
+                    Some(s) => Value::Category(s.as_ref()),
+                    None => Value::Missing,
+                }
+            }
+        }
+    }
+}
+
+/// Checks and predicts `rows` rows given as named columns, failing the batch on the
+/// first bad row (named by its index). Unknown column names are ignored; a known one
+/// given twice, or a column whose length is not `rows`, is refused.
+pub fn predict_columns<'a, S, I>(
+    model: &Artifact,
+    rows: usize,
+    columns: I,
+) -> Result<Vec<Eta>, InputError>
+where
+    S: AsRef<str> + 'a,
+    I: IntoIterator<Item = (&'a str, Column<'a, S>)>,
+{
+    let mut by_feature: [Option<Column<'a, S>>; FEATURES.len()] = [None; FEATURES.len()];
+    for (name, column) in columns {
+        let Some(i) = feature_index(name) else {
+            continue;
+        };
+        if by_feature[i].is_some() {
+            return Err(InputError(format!("feature `{name}` given twice")));
+        }
+        if column.len() != rows {
+            return Err(InputError(format!(
+                "column `{name}` has {} values for {rows} rows",
+                column.len()
+            )));
+        }
+        by_feature[i] = Some(column);
+    }
+    let mut out = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let mut slots: Slots<'a> = [None; FEATURES.len()];
+        for (slot, column) in slots.iter_mut().zip(&by_feature) {
+            *slot = column.as_ref().map(|c| c.value(row));
+        }
+        let eta = check_slots(slots)
+            .and_then(|input| model.predict(&input))
+            .map_err(|e| InputError(format!("row {row}: {e}")))?;
+        out.push(eta);
+    }
+    Ok(out)
+}
+
+/// Owned columns built from rows of named values: for native callers and tests that
+/// hold rows. Numbers stay numbers, categories are dictionary-coded in order of first
+/// appearance; a feature absent from a row is missing there.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OwnedColumns {
+    pub rows: usize,
+    pub columns: Vec<(String, OwnedColumn)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OwnedColumn {
+    Numbers(Vec<f64>),
+    Categories {
+        dictionary: Vec<String>,
+        codes: Vec<u32>,
+    },
+}
+
+impl OwnedColumns {
+    /// Fails when one name carries numbers in one row and categories in another.
+    pub fn from_rows<'a, R, F>(rows: R) -> Result<OwnedColumns, InputError>
+    where
+        R: IntoIterator<Item = F>,
+        F: IntoIterator<Item = (&'a str, Value<'a>)>,
+    {
+        let rows: Vec<Vec<(&str, Value)>> =
+            rows.into_iter().map(|r| r.into_iter().collect()).collect();
+        let n = rows.len();
+        let mut out = OwnedColumns {
+            rows: n,
+            columns: Vec::new(),
+        };
+        for (i, row) in rows.iter().enumerate() {
+            for &(name, value) in row {
+                let col = match out.columns.iter().position(|(c, _)| c == name) {
+                    Some(c) => c,
+                    None => {
+                        let fresh = match value {
+                            Value::Category(_) => OwnedColumn::Categories {
+                                dictionary: Vec::new(),
+                                codes: vec![u32::MAX; n],
+                            },
+                            _ => OwnedColumn::Numbers(vec![f64::NAN; n]),
+                        };
+                        out.columns.push((name.to_string(), fresh));
+                        out.columns.len() - 1
+                    }
+                };
+                let Some((_, column)) = out.columns.get_mut(col) else {
+                    continue;
+                };
+                match (column, value) {
+                    (_, Value::Missing) => {}
+                    (OwnedColumn::Numbers(v), Value::Number(x)) => v[i] = x,
+                    (OwnedColumn::Categories { dictionary, codes }, Value::Category(s)) => {
+                        let code = match dictionary.iter().position(|d| d == s) {
+                            Some(c) => c,
+                            None => {
+                                dictionary.push(s.to_string());
+                                dictionary.len() - 1
+                            }
+                        };
+                        codes[i] = u32::try_from(code).unwrap_or(u32::MAX);
+                    }
+                    _ => {
+                        return Err(InputError(format!(
+                            "row {i}: feature `{name}` mixes numbers and categories"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Borrowed views for [`predict_columns`].
+    pub fn view(&self) -> impl Iterator<Item = (&str, Column<'_, String>)> {
+        self.columns.iter().map(|(name, c)| {
+            let column = match c {
+                OwnedColumn::Numbers(v) => Column::Numbers(v),
+                OwnedColumn::Categories { dictionary, codes } => {
+                    Column::Categories { dictionary, codes }
+                }
+            };
+            (name.as_str(), column)
+        })
+    }
+}
