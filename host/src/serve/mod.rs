@@ -14,6 +14,7 @@
 //! | [`ready`] | warm-up and `/readyz` |
 //! | [`metrics`] | Prometheus |
 //! | [`http`] | routes and the request pipeline |
+//! | [`tls`] | mTLS: `--tls-cert`/`--tls-key`/`--client-ca`, a client certificate required |
 //! | [`cli`] | the `serve` subcommand |
 
 pub mod admission;
@@ -27,11 +28,13 @@ pub mod metrics;
 pub mod ready;
 pub mod request_id;
 pub mod tenants;
+pub mod tls;
 pub mod wasm;
 
 use crate::registry::watch::Watcher;
 use admission::Admission;
 use anyhow::{Context, Result};
+use axum::serve::ListenerExt;
 use backend::Backend;
 use identity::Identity;
 use metrics::Metrics;
@@ -125,10 +128,28 @@ impl App {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, with the registry watcher and
-/// the warm-up running beside it.
+/// Where [`serve_on`] accepts connections.
+pub enum Transport {
+    /// Plain HTTP.
+    Plain(tokio::net::TcpListener),
+    /// HTTPS with a verified client certificate on every connection.
+    Tls(tls::TlsListener),
+}
+
+/// Serves `app` on `listener` (plain HTTP) until `shutdown` completes, with the registry
+/// watcher and the warm-up running beside it.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    opts: &Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    serve_on(Transport::Plain(listener), app, opts, shutdown).await
+}
+
+/// [`serve`], on either transport.
+pub async fn serve_on(
+    transport: Transport,
     app: Arc<App>,
     opts: &Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -139,13 +160,20 @@ pub async fn serve(
         Arc::clone(&app.backend),
         opts.warm_period,
     ));
-    let router = http::router(app);
-    let result = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let service = http::router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let result = match transport {
+        Transport::Plain(listener) => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Transport::Tls(listener) => {
+            // tap_io: axum's ConnectInfo<SocketAddr> for a custom listener comes with it.
+            axum::serve(listener.tap_io(|_| {}), service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
     .context("serving HTTP");
     watch.abort();
     warm.abort();

@@ -12,12 +12,19 @@
 //!   by the EU host through the EU edge and refused at the US one.
 //! - Straight to a host, around Envoy: no token, a token from another key, a forged or
 //!   missing `x-org-id`, a tenant of another data plane — all refused.
+//! - Envoy reaches the hosts over mTLS as in `make run` (`scripts/dev-tls.sh` certificates,
+//!   the hosts with `--tls-cert/--tls-key/--client-ca`, the edge's `UpstreamTlsContext`): the
+//!   hosts serve nothing else, so every answer through the edge went over it. Straight to a
+//!   host, plain HTTP and TLS without Envoy's client certificate are refused; the test talks
+//!   to the hosts itself with Envoy's certificate.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_e2e::edge_module;
@@ -25,6 +32,8 @@ use bulkhead_e2e::host_bin::bulkhead_binary;
 use bulkhead_testkit::keys::{self, Alg};
 use bulkhead_testkit::{Envoy, Response, forge, http_get, http_request};
 use proxy_wasm_harness::workspace_root;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::{Value, json};
 
 /// One flight: Newark → Chicago O'Hare in January, scheduled 06:00, 719 miles.
@@ -87,8 +96,98 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// A TLS client config trusting `ca`, presenting `(cert, key)` if given.
+fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
+    let certs = |p: &Path| -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_file_iter(p)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(ca) {
+        roots.add(c).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    Arc::new(match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(certs(cert), PrivateKeyDer::from_pem_file(key).unwrap())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// One HTTP/1.1 exchange over TLS with `127.0.0.1:port` (SNI and certificate name
+/// `host.bulkhead.localhost`, as Envoy connects); `Err` when the TLS session fails.
+fn https_request(
+    config: &Arc<rustls::ClientConfig>,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let name = ServerName::try_from("host.bulkhead.localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: host.bulkhead.localhost\r\nconnection: close\r\n\
+         content-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    tls.write_all(head.as_bytes())?;
+    tls.write_all(body)?;
+    let mut raw = Vec::new();
+    tls.read_to_end(&mut raw)?;
+    // `connection: close`: the whole answer up to the close.
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
+        "chunked answers are not decoded here: {head}"
+    );
+    Ok(Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
 struct Stack {
     state: PathBuf,
+    /// Envoy's client certificate, trusting the mesh CA: how Envoy talks to the hosts.
+    as_envoy: Arc<rustls::ClientConfig>,
     envoy: Envoy,
     tls_port: u16,
     /// cluster → its host's port
@@ -137,6 +236,22 @@ impl Stack {
             }
         }
 
+        // The certificates, as scripts/run.sh makes them: the edge's, the hosts', Envoy's.
+        let tls = state.join("tls");
+        let out = Command::new("bash")
+            .arg(workspace_root().join("scripts/dev-tls.sh"))
+            .arg(&tls)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let as_envoy = tls_client(
+            &tls.join("mesh-ca.pem"),
+            Some((
+                &tls.join("envoy-client.pem"),
+                &tls.join("envoy-client-key.pem"),
+            )),
+        );
+
         let mut procs = Vec::new();
         let control_port = free_port();
         procs.push(Proc(
@@ -161,6 +276,12 @@ impl Stack {
                     .arg("--data-dir")
                     .arg(state.join("hosts").join(plane))
                     .args(["--plane-name", cluster])
+                    .arg("--tls-cert")
+                    .arg(tls.join("host.pem"))
+                    .arg("--tls-key")
+                    .arg(tls.join("host-key.pem"))
+                    .arg("--client-ca")
+                    .arg(tls.join("mesh-ca.pem"))
                     .stdout(Stdio::null())
                     .stderr(log)
                     .spawn()
@@ -173,19 +294,15 @@ impl Stack {
             wait_until(
                 &format!("{cluster} /readyz"),
                 Duration::from_secs(60),
-                || http_get(*port, "/readyz", &[]).is_ok_and(|r| r.status == 200),
+                || {
+                    https_request(&as_envoy, *port, "GET", "/readyz", &[], b"")
+                        .is_ok_and(|r| r.status == 200)
+                },
             );
             assert!(log.exists());
         }
 
         // The shipped edge, rendered the way scripts/run.sh renders it.
-        let tls = state.join("tls");
-        let out = Command::new("bash")
-            .arg(workspace_root().join("scripts/dev-tls.sh"))
-            .arg(&tls)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
         let wasm = |stem: &str| s(&edge_module(stem));
         let (listen, tls_port, admin) = (free_port(), free_port(), free_port());
         let vars = [
@@ -194,6 +311,9 @@ impl Stack {
             ("RATE_LIMIT_WASM", wasm("rate_limit_filter")),
             ("TLS_CERT", s(&tls.join("server.pem"))),
             ("TLS_KEY", s(&tls.join("server-key.pem"))),
+            ("UPSTREAM_CLIENT_CERT", s(&tls.join("envoy-client.pem"))),
+            ("UPSTREAM_CLIENT_KEY", s(&tls.join("envoy-client-key.pem"))),
+            ("UPSTREAM_CA", s(&tls.join("mesh-ca.pem"))),
             ("LISTEN_PORT", listen.to_string()),
             ("TLS_PORT", tls_port.to_string()),
             ("ADMIN_PORT", admin.to_string()),
@@ -220,16 +340,30 @@ impl Stack {
 
         let stack = Stack {
             state,
+            as_envoy,
             envoy,
             tls_port,
             hosts,
             _procs: procs,
             _dir: dir,
         };
-        // Until tenant-router has fetched the registry it answers 503.
-        wait_until("the first registry fetch", Duration::from_secs(30), || {
-            stack.eta("EV", &[]).status == 200
-        });
+        // Until tenant-router has fetched the registry it answers 503 (a failing hop to the
+        // hosts, e.g. mTLS, shows as 503 too: the last answer and Envoy's log then say which).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = stack.eta("EV", &[]);
+            if r.status == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the first registry fetch: last {} {}\nEnvoy:\n{}",
+                r.status,
+                r.text(),
+                bulkhead_testkit::envoy::tail(&stack.envoy.logs(), 30)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         stack
     }
 
@@ -254,16 +388,29 @@ impl Stack {
         Stack::post(self.envoy.listener_port("edge"), &h)
     }
 
-    /// ROW straight to a host, around Envoy.
+    /// ROW straight to a host, around Envoy (with Envoy's client certificate).
     fn direct(&self, cluster: &str, headers: &[(&str, &str)]) -> Response {
-        Stack::post(self.hosts[cluster], headers)
+        let mut h = vec![("content-type", "application/json")];
+        h.extend_from_slice(headers);
+        https_request(
+            &self.as_envoy,
+            self.hosts[cluster],
+            "POST",
+            "/v1/eta",
+            &h,
+            ROW.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    /// `GET path` straight to a host (with Envoy's client certificate).
+    fn host_get(&self, cluster: &str, path: &str) -> Response {
+        https_request(&self.as_envoy, self.hosts[cluster], "GET", path, &[], b"").unwrap()
     }
 
     /// `bulkhead_requests_total{tenant,status}` on one host (0 when absent).
     fn host_requests(&self, cluster: &str, tenant: &str, status: u16) -> u64 {
-        let text = http_get(self.hosts[cluster], "/metrics", &[])
-            .unwrap()
-            .text();
+        let text = self.host_get(cluster, "/metrics").text();
         let want = format!("bulkhead_requests_total{{tenant=\"{tenant}\",status=\"{status}\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&want))
@@ -352,9 +499,7 @@ fn each_tenant_is_served_its_own_model_through_the_edge() {
     }
     assert_eq!(stack.host_requests("dp_silo_ua", "UA", 200), n);
     for other in ["dp_pool_us", "dp_pool_eu"] {
-        let m = http_get(stack.hosts[other], "/metrics", &[])
-            .unwrap()
-            .text();
+        let m = stack.host_get(other, "/metrics").text();
         assert!(
             !m.lines().any(|l| l.contains("tenant=\"UA\"")),
             "UA reached {other}:\n{m}"
@@ -362,6 +507,16 @@ fn each_tenant_is_served_its_own_model_through_the_edge() {
     }
     assert_eq!(stack.host_requests("dp_silo_ua", "DL", 200), 0);
     assert!(stack.host_requests("dp_pool_us", "DL", 200) >= 1);
+    // Envoy reached each host over TLS (the hosts serve nothing else).
+    for cluster in ["dp_pool_us", "dp_silo_ua"] {
+        let handshakes = stack
+            .envoy
+            .stat(&format!("cluster.{cluster}.ssl.handshake"));
+        assert!(
+            handshakes.is_some_and(|n| n >= 1),
+            "{cluster}: {handshakes:?}"
+        );
+    }
 
     // The EU-resident tenant: refused at the US edge, served by the EU host at the EU edge.
     let r = stack.eta("B6", &[]);
@@ -468,6 +623,40 @@ fn a_host_refuses_what_did_not_come_through_the_edge() {
     let dl = format!("Bearer {}", stack.token("DL"));
     let ev = format!("Bearer {}", stack.token("EV"));
     let ua = format!("Bearer {}", stack.token("UA"));
+
+    // The hosts speak TLS only and let in only Envoy's client certificate: plain HTTP, TLS
+    // without a client certificate and TLS with the edge's own certificate (the dev CA that
+    // curl users trust) are refused at the handshake, before any HTTP.
+    let port = stack.hosts["dp_pool_us"];
+    let plain = http_get(port, "/healthz", &[]);
+    assert!(
+        plain.is_err(),
+        "plain HTTP was answered: {:?}",
+        plain.map(|r| (r.status, r.text()))
+    );
+    let tls = stack.state.join("tls");
+    let mesh_ca = tls.join("mesh-ca.pem");
+    let (server_cert, server_key) = (tls.join("server.pem"), tls.join("server-key.pem"));
+    for (what, config) in [
+        ("no client certificate", tls_client(&mesh_ca, None)),
+        (
+            "the edge's server certificate",
+            tls_client(&mesh_ca, Some((&server_cert, &server_key))),
+        ),
+    ] {
+        let r = https_request(&config, port, "GET", "/healthz", &[], b"");
+        assert!(
+            r.is_err(),
+            "{what}: answered {:?}",
+            r.map(|r| (r.status, r.text()))
+        );
+    }
+    assert!(
+        stack
+            .host_log("dp_pool_us")
+            .contains("TLS handshake refused")
+    );
+    assert_eq!(stack.host_get("dp_pool_us", "/healthz").status, 200);
 
     // No token through the edge: jwt-auth answers, no host sees it.
     let before = stack.host_requests("dp_pool_us", "-", 401);

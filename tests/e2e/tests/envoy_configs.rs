@@ -6,7 +6,9 @@
 //!   filter and runs its `on_configure`. Broken configs must fail it.
 //! - The edge's shape: every HTTP chain is jwt-auth → tenant-router → rate-limit → router,
 //!   routed on `x-data-plane`, fail closed, with tenant-router and rate-limit in one VM
-//!   group; its clusters cover the data planes of the dev registry.
+//!   group; its clusters cover the data planes of the dev registry, and each reaches its
+//!   host over mTLS with the certificates `scripts/dev-tls.sh` makes (Envoy's client
+//!   certificate, the mesh CA, the hosts' name checked and sent as SNI).
 //! - `scripts/istio.sh` renders `envoy/istio/*.yaml` with the modules' real sha256; the
 //!   output parses as YAML, orders the filters AUTHN → AUTHZ by priority, fails closed, and
 //!   each `pluginConfig` is accepted by its filter (validated in an Envoy config built the
@@ -90,15 +92,19 @@ fn dev_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// The values `make run` gives the templates (ports as scripts/run.sh defaults them: in
-/// validate mode nothing binds).
+/// validate mode nothing binds); the mTLS files beside `tls_cert`, as dev-tls.sh writes them.
 fn run_vars(tls_cert: &Path, tls_key: &Path) -> Vec<(&'static str, String)> {
     let path = |p: &Path| p.to_string_lossy().into_owned();
+    let beside = |name: &str| path(&tls_cert.with_file_name(name));
     vec![
         ("JWT_AUTH_WASM", path(&module("jwt_auth_filter"))),
         ("TENANT_ROUTER_WASM", path(&module("tenant_router_filter"))),
         ("RATE_LIMIT_WASM", path(&module("rate_limit_filter"))),
         ("TLS_CERT", path(tls_cert)),
         ("TLS_KEY", path(tls_key)),
+        ("UPSTREAM_CLIENT_CERT", beside("envoy-client.pem")),
+        ("UPSTREAM_CLIENT_KEY", beside("envoy-client-key.pem")),
+        ("UPSTREAM_CA", beside("mesh-ca.pem")),
         ("LISTEN_PORT", "10000".into()),
         ("TLS_PORT", "10443".into()),
         ("ADMIN_PORT", "9901".into()),
@@ -208,9 +214,15 @@ fn dev_tls_makes_a_cert_for_localhost_once_with_private_keys() {
     let dir = tempfile::tempdir().unwrap();
     let tls = dir.path().join("tls");
     let (ca, cert, key) = dev_tls(&tls);
-    for k in [&key, &tls.join("ca-key.pem")] {
-        let mode = std::fs::metadata(k).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "{} has mode {mode:o}", k.display());
+    for k in [
+        "server-key.pem",
+        "ca-key.pem",
+        "mesh-ca-key.pem",
+        "host-key.pem",
+        "envoy-client-key.pem",
+    ] {
+        let mode = std::fs::metadata(tls.join(k)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{k} has mode {mode:o}");
     }
     let verify = Command::new("openssl")
         .args(["verify", "-CAfile"])
@@ -233,16 +245,94 @@ fn dev_tls_makes_a_cert_for_localhost_once_with_private_keys() {
         assert!(sans.contains(name), "{name} missing from {sans}");
     }
     // A second run keeps what exists (clients may trust the CA already).
-    let before: Vec<Vec<u8>> = [&ca, &cert, &key]
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
+    let files: Vec<PathBuf> = [
+        "ca.pem",
+        "server.pem",
+        "server-key.pem",
+        "mesh-ca.pem",
+        "host.pem",
+        "host-key.pem",
+        "envoy-client.pem",
+        "envoy-client-key.pem",
+    ]
+    .iter()
+    .map(|f| tls.join(f))
+    .collect();
+    assert_eq!((&files[0], &files[1], &files[2]), (&ca, &cert, &key));
+    let read_all = || -> Vec<Vec<u8>> { files.iter().map(|p| std::fs::read(p).unwrap()).collect() };
+    let before = read_all();
     dev_tls(&tls);
-    let after: Vec<Vec<u8>> = [&ca, &cert, &key]
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
-    assert_eq!(before, after, "dev-tls.sh regenerated existing files");
+    assert_eq!(before, read_all(), "dev-tls.sh regenerated existing files");
+    // One missing leaf is issued again; the rest (the CAs above all) stay.
+    std::fs::remove_file(tls.join("host.pem")).unwrap();
+    dev_tls(&tls);
+    let after = read_all();
+    for (i, f) in files.iter().enumerate() {
+        let same = before[i] == after[i];
+        let reissued = f.ends_with("host.pem") || f.ends_with("host-key.pem");
+        assert_eq!(same, !reissued, "{}", f.display());
+    }
+}
+
+/// `openssl ARGS…`: whether it succeeded, and its stdout.
+fn openssl(args: &[&str], files: &[&Path]) -> (bool, String) {
+    let out = Command::new("openssl")
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn dev_tls_makes_the_mesh_certificates_for_envoy_and_the_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    dev_tls(&tls);
+    let f = |name: &str| tls.join(name);
+    let (mesh_ca, dev_ca) = (f("mesh-ca.pem"), f("ca.pem"));
+    // The hosts' certificate: server auth, the names the edge checks and sends.
+    let ext = [
+        "x509",
+        "-noout",
+        "-ext",
+        "subjectAltName,extendedKeyUsage",
+        "-in",
+    ];
+    let (_, host) = openssl(&ext, &[&f("host.pem")]);
+    for want in [
+        "DNS:host.bulkhead.localhost",
+        "DNS:localhost",
+        "TLS Web Server Authentication",
+    ] {
+        assert!(host.contains(want), "host.pem lacks {want}: {host}");
+    }
+    // No IP address: Envoy (BoringSSL) refuses a leaf IP under the CA's IP constraints.
+    assert!(!host.contains("IP Address"), "{host}");
+    assert!(!host.contains("Client Authentication"), "{host}");
+    // Envoy's client certificate: client auth only.
+    let (_, envoy) = openssl(&ext, &[&f("envoy-client.pem")]);
+    assert!(envoy.contains("TLS Web Client Authentication"), "{envoy}");
+    assert!(!envoy.contains("Server Authentication"), "{envoy}");
+    // Both from the mesh CA, and not from the dev CA (which signs the edge's public
+    // certificate); the edge's certificate is not from the mesh CA.
+    for leaf in ["host.pem", "envoy-client.pem"] {
+        let (ok, _) = openssl(&["verify", "-CAfile"], &[&mesh_ca, &f(leaf)]);
+        assert!(ok, "{leaf} does not verify against mesh-ca.pem");
+        let (ok, _) = openssl(&["verify", "-CAfile"], &[&dev_ca, &f(leaf)]);
+        assert!(!ok, "{leaf} verifies against the dev CA");
+    }
+    let (ok, _) = openssl(&["verify", "-CAfile"], &[&mesh_ca, &f("server.pem")]);
+    assert!(!ok, "the edge's certificate verifies against the mesh CA");
+    // The mesh CA is name-constrained like the dev CA.
+    let (_, ca) = openssl(
+        &["x509", "-noout", "-ext", "nameConstraints", "-in"],
+        &[&mesh_ca],
+    );
+    assert!(ca.contains("DNS:bulkhead.localhost"), "{ca}");
 }
 
 #[test]
@@ -436,6 +526,56 @@ fn the_edge_chain_is_jwt_auth_tenant_router_rate_limit_router_everywhere() {
 }
 
 #[test]
+fn the_edge_reaches_every_data_plane_host_over_mtls() {
+    let state = tempfile::tempdir().unwrap();
+    let tls = state.path().join("tls");
+    let (_, cert, key) = dev_tls(&tls);
+    let yaml = render(
+        &workspace_root().join("envoy/edge.yaml"),
+        state.path(),
+        &run_vars(&cert, &key),
+    );
+    let cfg: Value = serde_norway::from_str(&yaml).unwrap();
+    let file = |name: &str| json!({ "filename": tls.join(name).to_str().unwrap() });
+    let planes = registry_clusters();
+    for cluster in cfg["static_resources"]["clusters"].as_array().unwrap() {
+        let name = cluster["name"].as_str().unwrap();
+        let socket = &cluster["transport_socket"];
+        if !planes.contains(name) {
+            assert!(socket.is_null(), "{name}: {socket}");
+            continue;
+        }
+        let ctx = &socket["typed_config"];
+        assert_eq!(socket["name"], "envoy.transport_sockets.tls", "{name}");
+        assert_eq!(
+            ctx["@type"],
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "{name}"
+        );
+        assert_eq!(ctx["sni"], "host.bulkhead.localhost", "{name}");
+        let common = &ctx["common_tls_context"];
+        assert_eq!(
+            common["tls_certificates"],
+            json!([{
+                "certificate_chain": file("envoy-client.pem"),
+                "private_key": file("envoy-client-key.pem"),
+            }]),
+            "{name}: Envoy's client certificate"
+        );
+        assert_eq!(
+            common["validation_context"],
+            json!({
+                "trusted_ca": file("mesh-ca.pem"),
+                "match_typed_subject_alt_names": [
+                    {"san_type": "DNS", "matcher": {"exact": "host.bulkhead.localhost"}}
+                ],
+            }),
+            "{name}: the host's certificate is checked"
+        );
+    }
+}
+
+#[test]
 fn broken_edge_configs_fail_envoy_validate() {
     let state = tempfile::tempdir().unwrap();
     let (_, cert, key) = dev_tls(&state.path().join("tls"));
@@ -445,7 +585,9 @@ fn broken_edge_configs_fail_envoy_validate() {
         &run_vars(&cert, &key),
     );
     let missing_key = state.path().join("no-such-key.pem");
-    let cases: [(&str, String, &str); 3] = [
+    let client_key = cert.with_file_name("envoy-client-key.pem");
+    let missing_client_key = state.path().join("no-such-client-key.pem");
+    let cases: [(&str, String, &str); 4] = [
         (
             "a misspelt route field",
             good.replacen(
@@ -468,6 +610,14 @@ fn broken_edge_configs_fail_envoy_validate() {
             "a missing TLS key",
             good.replace(key.to_str().unwrap(), missing_key.to_str().unwrap()),
             "no-such-key.pem",
+        ),
+        (
+            "a missing upstream client key",
+            good.replace(
+                client_key.to_str().unwrap(),
+                missing_client_key.to_str().unwrap(),
+            ),
+            "no-such-client-key.pem",
         ),
     ];
     for (what, yaml, named) in cases {
