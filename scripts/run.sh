@@ -83,6 +83,13 @@ PY
   echo "models for $h ($dir):"
   "$BIN" model --data-dir "$dir" seed --flights "$STATE/data/flights.csv" \
     --plugin "$PLUGIN" --from-registry "$dir/seed-registry.json" | sed 's/^/  /'
+  # The feature stores: each of this host's tenants from its own flights, plus weather.
+  mapfile -t tenant_args < <(python3 -c 'import json, sys
+for org in json.load(open(sys.argv[1]))["tenants"]:
+    print("--tenant"); print(org)' "$dir/seed-registry.json")
+  echo "feature stores for $h:"
+  "$BIN" features --data-dir "$dir" load --flights "$STATE/data/flights.csv" \
+    "${tenant_args[@]}" | sed 's/^/  /'
 done
 
 "$BIN" envoy-config --template envoy/edge.yaml \
@@ -104,7 +111,9 @@ pids+=($!)
 # token again with the dev issuer's key; logs in $STATE/logs/<cluster>.log. HTTPS only,
 # and only a client with a certificate from the mesh CA (Envoy) gets past the handshake.
 for h in "${HOSTS[@]}"; do
+  # Each host meters into its own log (a meter log has one writer).
   "$BIN" serve --listen "127.0.0.1:${PORT[$h]}" --data-dir "$(host_dir "$h")" \
+    --meter-dir "$(host_dir "$h")/meter" \
     --plane-name "$h" --tls-cert "$TLS_DIR/host.pem" --tls-key "$TLS_DIR/host-key.pem" \
     --client-ca "$TLS_DIR/mesh-ca.pem" 2>>"$STATE/logs/$h.log" &
   pids+=($!)

@@ -4,6 +4,8 @@
 //! Envoy config rendering). The data plane (`bulkhead serve`) lands with the host issue.
 
 pub mod dev;
+pub mod features;
+pub mod metering;
 pub mod models;
 pub mod registry;
 pub mod sandbox;

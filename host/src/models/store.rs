@@ -6,6 +6,8 @@
 //! <data>/models/<name>/<version>/artifact.bin       the learned parameters
 //! <data>/models/<name>/aliases.json                 {"production": "<version>"}
 //! <data>/models/<name>/aliases.json.lock            serialises publishers of <name>
+//! <data>/models/<name>/state.json                   pin and pooled fallback (registry.rs)
+//! <data>/models/<name>/history.jsonl                append-only alias moves (registry.rs)
 //! ```
 //!
 //! Every byte handed out is checked against the sha256 in its manifest first: a tampered
@@ -85,16 +87,25 @@ pub struct ArtifactRef {
 pub struct TrainedOn {
     /// Tenant ids (carriers) whose rows were used.
     pub tenants: Vec<String>,
+    /// How many rows the trainer was handed.
     pub rows: u64,
-    /// sha256 of the data file trained on.
+    /// sha256 of exactly those rows, each in its canonical form (`rows_format`), in the
+    /// order the trainer got them.
+    #[serde(default)]
+    pub rows_sha256: String,
+    /// The canonical row serialisation `rows_sha256` is taken over.
+    #[serde(default)]
+    pub rows_format: String,
+    /// sha256 of the data file the rows were cut from.
     pub data_sha256: String,
     /// Its file name, for people (the hash is what identifies it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_file: Option<String>,
 }
 
-/// Holdout evaluation at fit time (native model, same code as the plugin).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Holdout evaluation at fit time: through the sandboxed plugin for `bulkhead train`
+/// (`evaluated_by`), natively (same model code) for `bulkhead model fit`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// How the holdout was chosen, e.g. `every 5th row`.
     pub holdout: String,
@@ -108,6 +119,15 @@ pub struct Evaluation {
     /// The baseline's name and MAPE on the same holdout.
     pub baseline: String,
     pub baseline_mape: Option<f64>,
+    /// The pooled global model's MAPE on the same holdout rows (tenant models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_mape: Option<f64>,
+    /// Which global version that was (`eta-global@3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_version: Option<String>,
+    /// What ran the predictions, e.g. `sandbox: eta-forecaster plugin sha256 …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_by: Option<String>,
 }
 
 /// What a model version is. Written once, never edited.
@@ -123,6 +143,9 @@ pub struct Manifest {
     pub trained_on: TrainedOn,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
+    /// The promotion gate's decision at training time (`bulkhead train`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<super::gate::GateRecord>,
     pub created_unix_ms: u64,
 }
 
@@ -162,7 +185,9 @@ pub struct Publish<'a> {
     pub artifact: &'a [u8],
     pub trained_on: TrainedOn,
     pub evaluation: Option<Evaluation>,
-    /// Point these aliases (e.g. `production`) at the new version, under the same lock.
+    pub gate: Option<super::gate::GateRecord>,
+    /// Point these aliases (e.g. `production`) at the new version, under the same lock
+    /// (recorded in the alias history; refused for a pinned alias).
     pub aliases: &'a [&'a str],
 }
 
@@ -213,7 +238,7 @@ pub fn valid_alias(s: &str) -> bool {
     valid_name(s) && !s.bytes().all(|c| c.is_ascii_digit())
 }
 
-fn check_name(s: &str) -> Result<(), StoreError> {
+pub(super) fn check_name(s: &str) -> Result<(), StoreError> {
     if valid_name(s) {
         Ok(())
     } else {
@@ -234,7 +259,7 @@ fn read_upto(path: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
     Ok(bytes)
 }
 
-fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
+pub(super) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, StoreError> {
     let bytes = read_upto(path, limit)?;
     if bytes.len() as u64 > limit {
         return Err(StoreError::Invalid(format!(
@@ -275,7 +300,7 @@ fn create_dirs(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn now_unix_ms() -> u64 {
+pub(super) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -311,11 +336,17 @@ impl ModelStore {
         self.root.join("plugins").join(format!("{sha256}.wasm"))
     }
 
-    fn model_dir(&self, name: &str) -> PathBuf {
+    pub(super) fn model_dir(&self, name: &str) -> PathBuf {
         self.root.join("models").join(name)
     }
 
-    fn aliases_path(&self, name: &str) -> PathBuf {
+    /// Creates `<data>/models/<name>/` (durably) if it is missing.
+    pub(super) fn ensure_model_dir(&self, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        create_dirs(&self.model_dir(name))
+    }
+
+    pub(super) fn aliases_path(&self, name: &str) -> PathBuf {
         self.model_dir(name).join("aliases.json")
     }
 
@@ -442,11 +473,15 @@ impl ModelStore {
         let model_dir = self.model_dir(p.name);
         create_dirs(&model_dir)?;
         let _lock = lock(&self.aliases_path(p.name))?;
+        for alias in p.aliases {
+            self.check_not_pinned(p.name, alias)?;
+        }
         let next = self.version_numbers(p.name)?.last().map_or(1, |n| n + 1);
         let version = next.to_string();
         let dir = model_dir.join(&version);
         create_dirs(&dir)?;
         write_atomic(&dir.join("artifact.bin"), p.artifact)?;
+        super::failpoint::hit("publish:artifact-written");
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             name: p.name.to_string(),
@@ -463,25 +498,49 @@ impl ModelStore {
             },
             trained_on: p.trained_on,
             evaluation: p.evaluation,
+            gate: p.gate,
             created_unix_ms: now_unix_ms(),
         };
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| StoreError::Invalid(format!("serialising the manifest: {e}")))?;
         // Last: the version exists once its manifest does.
         write_atomic(&dir.join("manifest.json"), &json)?;
+        super::failpoint::hit("publish:manifest-written");
         for alias in p.aliases {
-            self.write_alias(p.name, alias, &version)?;
+            let note = super::registry::Note::new(
+                "publish",
+                None,
+                format!("published {}@{version} with this alias", p.name),
+            );
+            self.write_alias(p.name, alias, Some(&version), &note)?;
         }
         self.version(p.name, &version)
     }
 
-    /// Points `alias` of `name` at `version` (which must exist, with intact bytes).
-    /// Returns the version it pointed at before.
+    /// Points `alias` of `name` at `version` (which must exist, with intact bytes),
+    /// recording the move in the alias history as `note` says. Returns the version it
+    /// pointed at before. Refused while the alias is pinned.
     pub fn set_alias(
         &self,
         name: &str,
         alias: &str,
         version: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.set_alias_noted(
+            name,
+            alias,
+            version,
+            &super::registry::Note::new("promote", None, String::new()),
+        )
+    }
+
+    /// [`ModelStore::set_alias`] with who/why for the history.
+    pub fn set_alias_noted(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+        note: &super::registry::Note,
     ) -> Result<Option<String>, StoreError> {
         check_name(name)?;
         if !valid_alias(alias) {
@@ -501,25 +560,40 @@ impl ModelStore {
             });
         }
         let _lock = lock(&self.aliases_path(name))?;
+        if note.action != "pin" {
+            self.check_not_pinned(name, alias)?;
+        }
         let v = self.resolve(name, version)?;
         // Never promote bytes that would be refused at serve time.
         self.read_artifact(&v)?;
         self.read_plugin(&v)?;
-        self.write_alias(name, alias, version)
+        let before = self.write_alias(name, alias, Some(version), note)?;
+        if alias == PRODUCTION {
+            // A version in production: the tenant is no longer on the pooled fallback.
+            self.update_state(name, |s| s.fallback = None)?;
+        }
+        Ok(before)
     }
 
-    /// Under the lock of `name`.
-    fn write_alias(
+    /// Under the lock of `name`: points `alias` at `version` (`None` removes it), then
+    /// appends the move to the alias history. Returns what the alias pointed at before.
+    pub(super) fn write_alias(
         &self,
         name: &str,
         alias: &str,
-        version: &str,
+        version: Option<&str>,
+        note: &super::registry::Note,
     ) -> Result<Option<String>, StoreError> {
         let mut map = self.aliases(name)?;
-        let before = map.insert(alias.to_string(), version.to_string());
+        let before = match version {
+            Some(v) => map.insert(alias.to_string(), v.to_string()),
+            None => map.remove(alias),
+        };
         let json = serde_json::to_vec_pretty(&map)
             .map_err(|e| StoreError::Invalid(format!("serialising aliases: {e}")))?;
         write_atomic(&self.aliases_path(name), &json)?;
+        super::failpoint::hit("alias:written");
+        self.append_history(name, alias, before.as_deref(), version, note)?;
         Ok(before)
     }
 
@@ -630,6 +704,8 @@ mod tests {
         TrainedOn {
             tenants: vec!["UA".into()],
             rows: 10,
+            rows_sha256: sha256_hex(b"rows"),
+            rows_format: "test".into(),
             data_sha256: sha256_hex(b"data"),
             data_file: Some("flights.csv".into()),
         }
@@ -651,6 +727,7 @@ mod tests {
                 artifact,
                 trained_on: trained_on(),
                 evaluation: None,
+                gate: None,
                 aliases,
             })
             .unwrap()

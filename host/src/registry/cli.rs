@@ -30,6 +30,9 @@ pub enum RegistryCmd {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// The model registry: list, show, promote, rollback, pin, history.
+    #[command(flatten)]
+    Models(crate::models::cli::ModelRegistryCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,8 +123,10 @@ fn parse_model(s: &str) -> Result<ModelRef, String> {
     }
 }
 
-pub fn run_registry(path: &Path, cmd: RegistryCmd) -> Result<()> {
+/// `state_dir`: where the model registry lives by default (`<state-dir>/data-plane`).
+pub fn run_registry(path: &Path, state_dir: &Path, cmd: RegistryCmd) -> Result<()> {
     match cmd {
+        RegistryCmd::Models(cmd) => crate::models::cli::run_registry(state_dir, cmd)?,
         RegistryCmd::Init { from, force } => {
             let (bytes, source) = match &from {
                 Some(f) => (

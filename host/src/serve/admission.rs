@@ -5,9 +5,15 @@
 //!
 //! The tenant slot is taken first, then the global one, within one deadline: a tenant
 //! over its own cap never holds a global slot while it waits.
+//!
+//! Two admission classes share the global cap: a quarter of it (at least one slot once
+//! the cap is 2 or more) is reserved for bridge and silo tenants, who also use the rest;
+//! pool tenants use only the rest. However many pool tenants flood the host, a bridge or
+//! silo request finds a slot without queueing behind them.
 
 use super::error::ApiError;
 use axum::http::StatusCode;
+use bulkhead_registry::Tier;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,9 +43,39 @@ impl Scope {
     }
 }
 
+/// Which part of the global cap a tenant may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Pool tenants: the shared slots only.
+    Shared,
+    /// Bridge and silo tenants: the reserved slots first, then the shared ones.
+    Premium,
+}
+
+impl Class {
+    pub fn of(tier: Tier) -> Class {
+        match tier {
+            Tier::Pool => Class::Shared,
+            Tier::Bridge | Tier::Silo => Class::Premium,
+        }
+    }
+}
+
+/// The slots of a global cap reserved for [`Class::Premium`].
+pub fn reserved_slots(global_cap: u32) -> u32 {
+    if global_cap < 2 {
+        0
+    } else {
+        (global_cap / 4).max(1)
+    }
+}
+
 #[derive(Debug)]
 pub struct Admission {
-    global: Arc<Semaphore>,
+    /// `global_cap - reserved` slots for everyone.
+    shared: Arc<Semaphore>,
+    /// `reserved` slots for premium tenants only.
+    reserved: Arc<Semaphore>,
     global_cap: u32,
     wait: Duration,
     /// One semaphore per tenant with the cap it was made for. Keys are verified,
@@ -50,8 +86,10 @@ pub struct Admission {
 impl Admission {
     pub fn new(global_cap: u32, wait: Duration) -> Admission {
         let global_cap = global_cap.max(1);
+        let reserved = reserved_slots(global_cap);
         Admission {
-            global: Arc::new(Semaphore::new(global_cap as usize)),
+            shared: Arc::new(Semaphore::new((global_cap - reserved) as usize)),
+            reserved: Arc::new(Semaphore::new(reserved as usize)),
             global_cap,
             wait,
             tenants: Mutex::new(HashMap::new()),
@@ -87,8 +125,14 @@ impl Admission {
         }
     }
 
-    /// A slot for `tenant` (whose cap is `cap`), waiting at most the configured time.
-    pub async fn admit(&self, tenant: &str, cap: u32) -> Result<Admitted, (Scope, ApiError)> {
+    /// A slot for `tenant` (whose cap is `cap`, in `class`), waiting at most the
+    /// configured time.
+    pub async fn admit(
+        &self,
+        tenant: &str,
+        cap: u32,
+        class: Class,
+    ) -> Result<Admitted, (Scope, ApiError)> {
         let deadline = Instant::now() + self.wait;
         let t = self.semaphore(tenant, cap);
         let tenant_slot = acquire(t, deadline).await.ok_or_else(|| {
@@ -100,18 +144,41 @@ impl Admission {
                 )),
             )
         })?;
-        let global_slot = acquire(Arc::clone(&self.global), deadline)
-            .await
-            .ok_or_else(|| {
-                (
-                    Scope::Global,
-                    refused("the host is at its concurrency limit".into()),
-                )
-            })?;
+        let global_slot = match class {
+            Class::Shared => acquire(Arc::clone(&self.shared), deadline).await,
+            Class::Premium => self.acquire_premium(deadline).await,
+        };
+        let global_slot = global_slot.ok_or_else(|| {
+            (
+                Scope::Global,
+                refused("the host is at its concurrency limit".into()),
+            )
+        })?;
         Ok(Admitted {
             _tenant: tenant_slot,
             _global: global_slot,
         })
+    }
+
+    /// A reserved slot, else a shared one, whichever frees first.
+    async fn acquire_premium(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = Arc::clone(&self.reserved).try_acquire_owned() {
+            return Some(p);
+        }
+        if let Ok(p) = Arc::clone(&self.shared).try_acquire_owned() {
+            return Some(p);
+        }
+        let (reserved, shared) = (Arc::clone(&self.reserved), Arc::clone(&self.shared));
+        let either = async move {
+            tokio::select! {
+                p = reserved.acquire_owned() => p,
+                p = shared.acquire_owned() => p,
+            }
+        };
+        tokio::time::timeout_at(deadline, either)
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 }
 
@@ -138,25 +205,56 @@ mod tests {
     #[tokio::test]
     async fn caps_per_tenant_under_a_global_cap() {
         let a = Admission::new(3, Duration::from_millis(20));
-        let a1 = a.admit("A", 2).await.unwrap();
-        let _a2 = a.admit("A", 2).await.unwrap();
+        let a1 = a.admit("A", 2, Class::Premium).await.unwrap();
+        let _a2 = a.admit("A", 2, Class::Premium).await.unwrap();
         assert_eq!(a.in_flight("A"), 2);
-        let (scope, e) = a.admit("A", 2).await.unwrap_err();
+        let (scope, e) = a.admit("A", 2, Class::Premium).await.unwrap_err();
         assert_eq!(
             (scope, e.status.as_u16(), e.retry_after),
             (Scope::Tenant, 429, Some(1))
         );
-        let _b1 = a.admit("B", 5).await.unwrap();
-        let (scope, _) = a.admit("B", 5).await.unwrap_err();
+        let _b1 = a.admit("B", 5, Class::Premium).await.unwrap();
+        let (scope, _) = a.admit("B", 5, Class::Premium).await.unwrap_err();
         assert_eq!(scope, Scope::Global);
         drop(a1);
         // A freed slot is handed to a waiter within the bounded wait.
         let a = Arc::new(Admission::new(1, Duration::from_millis(500)));
-        let held = a.admit("A", 1).await.unwrap();
+        let held = a.admit("A", 1, Class::Shared).await.unwrap();
         let a2 = Arc::clone(&a);
-        let waiter = tokio::spawn(async move { a2.admit("A", 1).await.is_ok() });
+        let waiter = tokio::spawn(async move { a2.admit("A", 1, Class::Shared).await.is_ok() });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(held);
         assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn pool_floods_never_take_the_reserved_slots() {
+        // 8 slots: 2 reserved for bridge/silo, 6 shared.
+        let a = Admission::new(8, Duration::from_millis(30));
+        assert_eq!(reserved_slots(8), 2);
+        let mut pool = Vec::new();
+        for i in 0..6 {
+            pool.push(a.admit(&format!("P{i}"), 10, Class::Shared).await.unwrap());
+        }
+        // The seventh pool request waits its bounded time and is refused, with 2 free.
+        let (scope, _) = a.admit("P6", 10, Class::Shared).await.unwrap_err();
+        assert_eq!(scope, Scope::Global);
+        // Bridge and silo tenants still get in at once, up to the reserve.
+        let start = Instant::now();
+        let _b = a.admit("B", 10, Class::Premium).await.unwrap();
+        let _s = a.admit("S", 10, Class::Premium).await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "premium queued"
+        );
+        let (scope, _) = a.admit("S", 10, Class::Premium).await.unwrap_err();
+        assert_eq!(scope, Scope::Global);
+        // A premium tenant also uses a shared slot when one frees.
+        drop(pool.pop());
+        assert!(a.admit("S", 10, Class::Premium).await.is_ok());
+        assert_eq!(
+            (reserved_slots(1), reserved_slots(2), reserved_slots(64)),
+            (0, 1, 16)
+        );
     }
 }

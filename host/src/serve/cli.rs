@@ -5,6 +5,7 @@ use super::tls::{self, TlsListener};
 use super::wasm::WasmBackend;
 use super::{App, Limits, Options, Transport, api};
 use crate::dev::issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
+use crate::metering::sink::{self, Meter};
 use crate::models::ModelStore;
 use crate::registry::watch::Watcher;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -86,6 +87,20 @@ pub struct ServeArgs {
     /// one, or with one from another CA, is refused during the TLS handshake.
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
+    /// Usage metering: each successful prediction's event is appended and fsynced to
+    /// <DIR>/log before the response is sent [default: <state-dir>/meter].
+    #[arg(long, env = "BULKHEAD_METER_DIR", value_name = "DIR")]
+    pub meter_dir: Option<PathBuf>,
+    /// `off` serves without metering: nothing is billed. For measuring what metering
+    /// costs only.
+    #[arg(long, value_enum, default_value = "on")]
+    pub meter: MeterMode,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeterMode {
+    On,
+    Off,
 }
 
 impl ServeArgs {
@@ -184,8 +199,13 @@ pub fn run(
         Arc::new(Watcher::open(registry).context("the data plane needs a valid registry")?);
     let store = ModelStore::open(&data_dir)?;
     let opts = args.options();
+    let meter = open_meter(state_dir, &args)?;
+    let opts = Options {
+        meter: meter.clone(),
+        ..opts
+    };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let sandbox = Arc::new(Sandbox::new(args.sandbox_config(&data_dir))?);
         let backend = Arc::new(WasmBackend::new(
             store,
@@ -218,5 +238,40 @@ pub fn run(
             "data plane listening on {scheme}://{local}"
         );
         super::serve_on(transport, app, &opts, shutdown).await
-    })
+    });
+    if let Some(m) = &meter {
+        let s = m.stats();
+        tracing::info!(
+            appends = s.appends,
+            batches = s.batches,
+            fsyncs = s.fsyncs,
+            "meter log closed"
+        );
+    }
+    served
+}
+
+/// The meter log (`--meter-dir`), recovered; `None` with `--meter off`.
+fn open_meter(state_dir: &Path, args: &ServeArgs) -> Result<Option<Arc<Meter>>> {
+    if args.meter == MeterMode::Off {
+        tracing::warn!("--meter off: predictions are not metered (nothing will be billed)");
+        return Ok(None);
+    }
+    // Default: beside the host's models, so hosts with their own data dirs (one log has
+    // one writer) never share a log.
+    let dir = args.meter_dir.clone().unwrap_or_else(|| {
+        args.data_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("data-plane"))
+            .join("meter")
+    });
+    let (meter, rec) = Meter::open(&dir, sink::source_for(&args.listen))
+        .with_context(|| format!("opening the meter log in {}", dir.display()))?;
+    if let Some(t) = &rec.truncated {
+        tracing::warn!(segment = %t.segment.display(), at = t.at, dropped_bytes = t.dropped_bytes,
+            reason = %t.reason, "meter log: truncated a torn or corrupt tail (earlier events kept)");
+    }
+    tracing::info!(meter_dir = %dir.display(), segments = rec.segments, events = rec.records,
+        source = meter.source(), "meter log open");
+    Ok(Some(Arc::new(meter)))
 }

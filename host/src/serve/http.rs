@@ -6,11 +6,13 @@
 //! model fails, naming the kind; details in the log under the request id).
 
 use super::App;
+use super::admission;
 use super::api::{self, EtaPrediction, EtaResponse, ModelInfo};
 use super::backend::{BackendError, Call, FailureKind, Outcome};
 use super::error::ApiError;
 use super::metrics::NO_TENANT;
 use super::request_id::{self, RequestId};
+use crate::metering::sink as meter_sink;
 use crate::sandbox::ErrorKind;
 use axum::Router;
 use axum::extract::{Extension, Request, State};
@@ -78,8 +80,17 @@ async fn eta(
 ) -> Response {
     let start = Instant::now();
     let mut tenant = NO_TENANT.to_string();
+    // Metering: the key the usage event's id derives from, checked before any work; the
+    // answer goes out only once its event is durable (else 503, nothing delivered).
+    let key = match meter_sink::request_key(req.headers(), rid.as_str()) {
+        Ok(k) => k,
+        Err(e) => return e.into_response_with(rid.as_str()),
+    };
     let resp = match predict(&app, &rid, req, &mut tenant).await {
-        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Ok(body) => match meter_sink::record_prediction(&app, &key, &body, start.elapsed()).await {
+            Ok(()) => (StatusCode::OK, axum::Json(body)).into_response(),
+            Err(e) => e.into_response_with(rid.as_str()),
+        },
         Err(e) => e.into_response_with(rid.as_str()),
     };
     app.metrics
@@ -113,7 +124,11 @@ async fn predict(
 
     let slot = app
         .admission
-        .admit(&route.org_id, route.max_concurrency)
+        .admit(
+            &route.org_id,
+            route.max_concurrency,
+            admission::Class::of(route.tier),
+        )
         .await
         .map_err(|(scope, e)| {
             app.metrics.admission_refused(&route.org_id, scope.as_str());

@@ -31,6 +31,7 @@ pub mod tenants;
 pub mod tls;
 pub mod wasm;
 
+use crate::metering::sink::Meter;
 use crate::registry::watch::Watcher;
 use admission::Admission;
 use anyhow::{Context, Result};
@@ -74,6 +75,9 @@ pub struct Options {
     pub registry_poll: Duration,
     /// How often warm-up re-runs (after a registry change, or to retry a failure).
     pub warm_period: Duration,
+    /// Where each successful prediction's usage event is made durable before the
+    /// response; `None` meters nothing (`--meter off`).
+    pub meter: Option<Arc<Meter>>,
 }
 
 impl Default for Options {
@@ -85,6 +89,7 @@ impl Default for Options {
             limits: Limits::default(),
             registry_poll: Duration::from_millis(250),
             warm_period: Duration::from_secs(1),
+            meter: None,
         }
     }
 }
@@ -98,6 +103,7 @@ pub struct App {
     pub metrics: Metrics,
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
+    pub meter: Option<Arc<Meter>>,
 }
 
 impl App {
@@ -124,6 +130,7 @@ impl App {
             metrics,
             readiness,
             limits: opts.limits.clone(),
+            meter: opts.meter.clone(),
         }))
     }
 }

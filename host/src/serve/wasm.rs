@@ -10,10 +10,10 @@
 use super::backend::{
     Backend, BackendError, BoxFuture, CacheStats, Call, CallStats, FailureKind, ModelId, Outcome,
 };
+use crate::features::FeatureStores;
 use crate::models::{ModelStore, ModelVersion, StoreError};
 use crate::sandbox::{
-    CacheOutcome, CallContext, FeatureSource, ModelFetch, ModelKey, ModelSource, NoFeatures,
-    Sandbox, SandboxError,
+    CacheOutcome, CallContext, ModelFetch, ModelKey, ModelSource, Sandbox, SandboxError,
 };
 use bulkhead_registry::ModelRef;
 use std::collections::HashMap;
@@ -27,7 +27,8 @@ pub const POOLED: &str = "*";
 pub struct WasmBackend {
     store: Arc<ModelStore>,
     sandbox: Arc<Sandbox>,
-    features: Arc<dyn FeatureSource>,
+    /// Lookups are scoped to the verified tenant of each call.
+    features: Arc<FeatureStores>,
     resolve_ttl: Duration,
     resolved: Mutex<HashMap<(String, String), (Instant, ModelVersion)>>,
 }
@@ -61,11 +62,12 @@ impl ModelFetch for StoreFetch {
 
 impl WasmBackend {
     pub fn new(store: ModelStore, sandbox: Arc<Sandbox>, resolve_ttl: Duration) -> WasmBackend {
+        let features = FeatureStores::new(store.root().join(crate::features::DIR));
         WasmBackend {
             store: Arc::new(store),
             sandbox,
-            // No tenant feature store is wired to the data plane yet: lookups find nothing.
-            features: Arc::new(NoFeatures),
+            // `<data-dir>/features` (`bulkhead features load`): absent files find nothing.
+            features: Arc::new(features),
             resolve_ttl,
             resolved: Mutex::new(HashMap::new()),
         }
@@ -76,22 +78,42 @@ impl WasmBackend {
     }
 
     /// The version `m` names now. Store reads run on a blocking thread.
+    ///
+    /// A model on the pooled fallback resolves to the pooled model's version
+    /// ([`ModelStore::resolve_serving`]), so the response names the version actually
+    /// used. When the version changes (a promotion, a rollback, or the first resolve),
+    /// the new version's bytes are verified before it is adopted — a tampered version is
+    /// refused and logged, and the last good version keeps serving — and the version
+    /// production had before is preloaded (or kept warm) in the sandbox, so the first
+    /// request after a rollback is a cache hit.
     async fn resolve(&self, m: &ModelRef) -> Result<ModelVersion, BackendError> {
         let k = (m.name.clone(), m.version.clone());
-        {
+        let cached = {
             let map = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, v)) = map.get(&k)
-                && at.elapsed() < self.resolve_ttl
-            {
-                return Ok(v.clone());
+            match map.get(&k) {
+                Some((at, v)) if at.elapsed() < self.resolve_ttl => return Ok(v.clone()),
+                Some((_, v)) => Some(v.clone()),
+                None => None,
             }
-        }
+        };
         let store = Arc::clone(&self.store);
         let (name, sel) = k.clone();
-        let v = tokio::task::spawn_blocking(move || store.resolve(&name, &sel))
-            .await
-            .map_err(|e| BackendError::new(FailureKind::Internal, format!("resolve task: {e}")))?
-            .map_err(store_error)?;
+        let last_good = cached.clone();
+        let (v, keep_warm) = tokio::task::spawn_blocking(move || {
+            resolve_checked(&store, &name, &sel, last_good.as_ref())
+        })
+        .await
+        .map_err(|e| BackendError::new(FailureKind::Internal, format!("resolve task: {e}")))?
+        .map_err(store_error)?;
+        if let Some(prev) = keep_warm {
+            let (source, _) = self.source(&prev);
+            let sandbox = Arc::clone(&self.sandbox);
+            tokio::spawn(async move {
+                if let Err(e) = sandbox.preload(&source).await {
+                    tracing::warn!(model = %source.label, "keeping the previous version warm: {}", e.message);
+                }
+            });
+        }
         let mut map = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded by the registry's distinct model references.
         map.insert(k, (Instant::now(), v.clone()));
@@ -115,6 +137,71 @@ impl WasmBackend {
         );
         (source, tampered)
     }
+}
+
+/// On a blocking thread: what `name@sel` serves now, and the version to keep warm beside
+/// it (when the version changed). `last_good` is what this host served until now.
+fn resolve_checked(
+    store: &ModelStore,
+    name: &str,
+    sel: &str,
+    last_good: Option<&ModelVersion>,
+) -> Result<(ModelVersion, Option<ModelVersion>), StoreError> {
+    let v = store.resolve_serving(name, sel)?;
+    if last_good == Some(&v) {
+        return Ok((v, None));
+    }
+    // A new version for this host: its bytes must be intact before it serves anything.
+    if let Err(e) = verify(store, &v) {
+        let StoreError::Tampered { .. } = &e else {
+            return Err(e);
+        };
+        tracing::error!(
+            model = %format!("{}@{}", v.name(), v.version()),
+            "refusing a tampered model version: {e}"
+        );
+        if let Some(good) = last_good {
+            tracing::warn!(
+                model = %format!("{}@{}", good.name(), good.version()),
+                "still serving the last good version"
+            );
+            return Ok((good.clone(), None));
+        }
+        // Nothing served yet in this process: the version production had before.
+        let prev = store
+            .previous_production(v.name())?
+            .map(|p| store.resolve(v.name(), &p))
+            .transpose()?;
+        return match prev {
+            Some(p) if verify(store, &p).is_ok() => {
+                tracing::warn!(
+                    model = %format!("{}@{}", p.name(), p.version()),
+                    "serving the previous production version instead"
+                );
+                Ok((p, None))
+            }
+            _ => Err(e),
+        };
+    }
+    // Keep the version it replaces warm; on a first resolve, the one production had
+    // before its last move (the rollback target).
+    let keep = match last_good {
+        Some(good) => Some(good.clone()),
+        None if sel == crate::models::PRODUCTION => store
+            .previous_production(v.name())
+            .ok()
+            .flatten()
+            .and_then(|p| store.resolve(v.name(), &p).ok()),
+        None => None,
+    };
+    Ok((v, keep))
+}
+
+/// Reads (and so hash-checks) a version's artifact and plugin.
+fn verify(store: &ModelStore, v: &ModelVersion) -> Result<(), StoreError> {
+    store.read_artifact(v)?;
+    store.read_plugin(v)?;
+    Ok(())
 }
 
 fn store_error(e: StoreError) -> BackendError {
@@ -164,7 +251,8 @@ impl Backend for WasmBackend {
                     ),
                 ));
             }
-            let ctx = CallContext::new(&call.tenant, &call.request_id, Arc::clone(&self.features));
+            let features = self.features.for_tenant(&call.tenant);
+            let ctx = CallContext::new(&call.tenant, &call.request_id, features);
             let (source, tampered) = self.source(&v);
             let out = self
                 .sandbox

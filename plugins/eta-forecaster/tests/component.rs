@@ -11,7 +11,7 @@ use wasmtime::{Config, Engine, Store};
 
 bindgen!({ path: "../../wit", world: "model" });
 
-use bulkhead::model::types::{Feature, Value};
+use bulkhead::model::types::{Categories, Column, ColumnValues, Value};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -77,40 +77,51 @@ fn examples() -> Vec<Example> {
             sched_dep_hour: (6 + i % 16) as u8,
             distance,
             dep_delay: Some(dep_delay),
+            sched_block: None,
             eta: block + dep_delay * 0.9 + f64::from(i % 7),
         });
     }
     v
 }
 
-fn row(origin: &str, dest: &str, distance: Option<f64>, dep_delay: Option<f64>) -> Row {
-    let num = |x: Option<f64>| x.map_or(Value::Missing, Value::Number);
-    Row {
-        features: vec![
-            Feature {
-                name: "origin".into(),
-                value: Value::Category(origin.into()),
-            },
-            Feature {
-                name: "dest".into(),
-                value: Value::Category(dest.into()),
-            },
-            Feature {
-                name: "month".into(),
-                value: Value::Number(3.0),
-            },
-            Feature {
-                name: "sched_dep_hour".into(),
-                value: Value::Number(8.0),
-            },
-            Feature {
-                name: "distance".into(),
-                value: num(distance),
-            },
-            Feature {
-                name: "dep_delay".into(),
-                value: num(dep_delay),
-            },
+/// One row: origin, dest, distance, dep_delay (month 3, 08:00 for all).
+type R<'a> = (&'a str, &'a str, Option<f64>, Option<f64>);
+
+/// Rows as the WIT batch the host sends: a column per feature, categories
+/// dictionary-coded, NaN for a missing number.
+fn batch(rows: &[R<'static>]) -> Batch {
+    let categories = |pick: &dyn Fn(&R<'static>) -> &'static str| {
+        let mut dictionary: Vec<String> = Vec::new();
+        let mut codes = Vec::new();
+        for r in rows {
+            let v = pick(r);
+            let code = match dictionary.iter().position(|d| d == v) {
+                Some(c) => c,
+                None => {
+                    dictionary.push(v.to_string());
+                    dictionary.len() - 1
+                }
+            };
+            codes.push(code as u32);
+        }
+        ColumnValues::Categories(Categories { dictionary, codes })
+    };
+    let numbers = |pick: &dyn Fn(&R<'static>) -> Option<f64>| {
+        ColumnValues::Numbers(rows.iter().map(|r| pick(r).unwrap_or(f64::NAN)).collect())
+    };
+    let column = |name: &str, values| Column {
+        name: name.into(),
+        values,
+    };
+    Batch {
+        rows: rows.len() as u32,
+        columns: vec![
+            column("origin", categories(&|r| r.0)),
+            column("dest", categories(&|r| r.1)),
+            column("month", numbers(&|_| Some(3.0))),
+            column("sched_dep_hour", numbers(&|_| Some(8.0))),
+            column("distance", numbers(&|r| r.2)),
+            column("dep_delay", numbers(&|r| r.3)),
         ],
     }
 }
@@ -144,7 +155,7 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
     let d = model.call_describe(&mut store).unwrap();
     assert_eq!(d.name, "eta-forecaster");
     assert_eq!(d.interval_level, Some(0.8));
-    assert_eq!(d.features.len(), 6);
+    assert_eq!(d.features.len(), 7);
 
     // Garbage is refused as a bad artifact, not a trap.
     let bad = model.call_load(&mut store, b"not an artifact").unwrap();
@@ -158,13 +169,19 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
         .call_load(&mut store, &artifact.encode())
         .unwrap()
         .unwrap();
-    let rows = vec![
-        row("EWR", "ORD", Some(719.0), None),
-        row("EWR", "LAX", None, Some(30.0)),
-        row("JFK", "SFO", Some(2586.0), None),
+    let rows: Vec<R<'static>> = vec![
+        ("EWR", "ORD", Some(719.0), None),
+        ("EWR", "LAX", None, Some(30.0)),
+        ("JFK", "SFO", Some(2586.0), None),
     ];
-    let got = model.call_predict(&mut store, &rows).unwrap().unwrap();
-    assert_eq!(got.len(), 3);
+    let got = model
+        .call_predict(&mut store, &batch(&rows))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (got.values.len(), got.lower.len(), got.upper.len()),
+        (3, 3, 3)
+    );
     let native = [
         (
             Code::parse("EWR").unwrap(),
@@ -185,7 +202,7 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
             None,
         ),
     ];
-    for (p, (origin, dest, distance, dep_delay)) in got.iter().zip(native) {
+    for (i, (origin, dest, distance, dep_delay)) in native.into_iter().enumerate() {
         let want = artifact
             .predict(&bulkhead_eta_model::EtaInput {
                 origin,
@@ -194,19 +211,18 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
                 sched_dep_hour: 8,
                 distance,
                 dep_delay,
+                sched_block: None,
             })
             .unwrap();
-        assert_eq!(p.value, want.value);
-        assert_eq!((p.lower, p.upper), (Some(want.lower), Some(want.upper)));
-        assert!(p.lower.unwrap() <= p.value && p.value <= p.upper.unwrap());
+        let (value, lower, upper) = (got.values[i], got.lower[i], got.upper[i]);
+        assert_eq!(value, want.value);
+        assert_eq!((lower, upper), (want.lower, want.upper));
+        assert!(lower <= value && value <= upper);
     }
 
     // A row the model cannot score fails the batch as bad input, naming the row.
     let e = model
-        .call_predict(
-            &mut store,
-            &[rows[0].clone(), row("JFK", "SFO", None, None)],
-        )
+        .call_predict(&mut store, &batch(&[rows[0], ("JFK", "SFO", None, None)]))
         .unwrap()
         .unwrap_err();
     match e {

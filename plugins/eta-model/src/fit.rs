@@ -12,7 +12,7 @@
 //! residual (a better centre for percentage errors than the mean), and the interval is
 //! the residuals' empirical quantiles per hour bucket.
 
-use crate::artifact::{Artifact, BUCKETS, Lane, Params, bucket};
+use crate::artifact::{Artifact, BUCKETS, Lane, MODES, Params, bucket};
 use crate::schema::{Code, EtaInput, INTERVAL_LEVEL};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +26,8 @@ pub struct Example {
     pub sched_dep_hour: u8,
     pub distance: f64,
     pub dep_delay: Option<f64>,
+    /// Scheduled block time (minutes), when the schedule is known.
+    pub sched_block: Option<f64>,
     pub eta: f64,
 }
 
@@ -39,6 +41,8 @@ impl Example {
             sched_dep_hour: self.sched_dep_hour,
             distance: Some(self.distance),
             dep_delay: if with_dep_delay { self.dep_delay } else { None },
+            // The schedule is known before departure: always given.
+            sched_block: self.sched_block,
         }
     }
 }
@@ -68,6 +72,10 @@ impl Default for FitConfig {
     }
 }
 
+/// Minutes of delay against the schedule beyond which a row counts as this many when the
+/// schedule modes' terms are fitted (see `fit_mode`).
+pub const DELAY_CLIP: f64 = 45.0;
+
 /// Fewer rows than this is not a model.
 pub const MIN_ROWS: usize = 10;
 
@@ -91,7 +99,10 @@ pub fn fit(examples: &[Example], cfg: &FitConfig) -> Result<Artifact, FitError> 
         )));
     }
     if let Some(i) = examples.iter().position(|e| {
-        !e.eta.is_finite() || !e.distance.is_finite() || e.dep_delay.is_some_and(|d| !d.is_finite())
+        !e.eta.is_finite()
+            || !e.distance.is_finite()
+            || e.dep_delay.is_some_and(|d| !d.is_finite())
+            || e.sched_block.is_some_and(|b| !b.is_finite())
     }) {
         return Err(FitError(format!("training row {i} has a non-finite value")));
     }
@@ -119,7 +130,7 @@ pub fn fit(examples: &[Example], cfg: &FitConfig) -> Result<Artifact, FitError> 
             dest,
             rows,
             distance: median(&mut distances) as f32,
-            effect: [0.0; 2],
+            effect: [0.0; MODES],
         });
     }
     let lane_of: Vec<Option<usize>> = examples
@@ -127,35 +138,62 @@ pub fn fit(examples: &[Example], cfg: &FitConfig) -> Result<Artifact, FitError> 
         .map(|e| lane_index.get(&(e.origin, e.dest)).copied())
         .collect();
 
-    let all: Vec<usize> = (0..examples.len()).collect();
-    let with_delay: Vec<usize> = all
-        .iter()
-        .copied()
-        .filter(|&i| examples.get(i).is_some_and(|e| e.dep_delay.is_some()))
-        .collect();
-    let (p0, l0) = fit_mode(examples, &lane_of, lanes.len(), &all, false, cfg);
-    // Without any row that knows its delay, the "known delay" case is the other one.
-    let (p1, l1) = if with_delay.len() >= MIN_ROWS {
-        fit_mode(examples, &lane_of, lanes.len(), &with_delay, true, cfg)
-    } else {
-        (p0.clone(), l0.clone())
+    // One block per mode, each fitted on the rows that know what the mode uses. A mode
+    // without enough rows copies a simpler one (and the schedule modes are switched off
+    // when too few rows know their schedule).
+    let knows = |i: usize, delay: bool, block: bool| {
+        examples.get(i).is_some_and(|e| {
+            (!delay || e.dep_delay.is_some()) && (!block || e.sched_block.is_some())
+        })
     };
+    let rows_for = |delay: bool, block: bool| -> Vec<usize> {
+        (0..examples.len())
+            .filter(|&i| knows(i, delay, block))
+            .collect()
+    };
+    let fit_rows = |rows: &[usize], delay: bool, block: bool| {
+        fit_mode(examples, &lane_of, lanes.len(), rows, delay, block, cfg)
+    };
+    let m0 = fit_rows(&rows_for(false, false), false, false);
+    let delayed = rows_for(true, false);
+    let m1 = if delayed.len() >= MIN_ROWS {
+        fit_rows(&delayed, true, false)
+    } else {
+        m0.clone()
+    };
+    let scheduled = rows_for(false, true);
+    let schedule = scheduled.len() >= MIN_ROWS;
+    let (m2, m3) = if schedule {
+        let m2 = fit_rows(&scheduled, false, true);
+        let both = rows_for(true, true);
+        let m3 = if both.len() >= MIN_ROWS {
+            fit_rows(&both, true, true)
+        } else {
+            m2.clone()
+        };
+        (m2, m3)
+    } else {
+        (m0.clone(), m1.clone())
+    };
+    let modes = [m0, m1, m2, m3];
     for (i, lane) in lanes.iter_mut().enumerate() {
-        lane.effect = [
-            l0.get(i).copied().unwrap_or(0.0) as f32,
-            l1.get(i).copied().unwrap_or(0.0) as f32,
-        ];
+        for (effect, (_, l)) in lane.effect.iter_mut().zip(&modes) {
+            *effect = l.get(i).copied().unwrap_or(0.0) as f32;
+        }
     }
+    let [m0, m1, m2, m3] = modes;
     Ok(Artifact {
         trained_rows,
         interval_level: INTERVAL_LEVEL as f32,
-        params: [p0, p1],
+        schedule,
+        params: [m0.0, m1.0, m2.0, m3.0],
         lanes,
     })
 }
 
 /// The current state of one mode's backfitting, in f64.
 struct Fit {
+    use_block: bool,
     intercept: f64,
     slope: f64,
     delay_slope: f64,
@@ -171,7 +209,14 @@ impl Fit {
         } else {
             0.0
         };
-        self.intercept
+        // In a schedule mode the terms model the arrival against the schedule.
+        let offset = if self.use_block {
+            e.sched_block.unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        offset
+            + self.intercept
             + self.slope * e.distance
             + self.delay_slope * delay
             + lane.and_then(|l| self.lane.get(l)).copied().unwrap_or(0.0)
@@ -194,9 +239,11 @@ fn fit_mode(
     n_lanes: usize,
     rows: &[usize],
     use_delay: bool,
+    use_block: bool,
     cfg: &FitConfig,
 ) -> (Params, Vec<f64>) {
     let mut f = Fit {
+        use_block,
         intercept: 0.0,
         slope: 0.0,
         delay_slope: if use_delay { 1.0 } else { 0.0 },
@@ -205,12 +252,21 @@ fn fit_mode(
         month: [0.0; 12],
     };
     let get = |i: usize| ex.get(i).map(|e| (e, lane_of.get(i).copied().flatten()));
+    // What the terms are fitted to. Against the schedule, the delay is heavy-tailed (most
+    // flights within minutes, a few hours late): fitted as is, the tail drags every
+    // effect toward the mean delay, where MAPE wants the typical one. So the delay is
+    // clipped for fitting the terms; the centring and the intervals below use the real
+    // ETAs.
+    let target = |e: &Example| match (use_block, e.sched_block) {
+        (true, Some(b)) => b + (e.eta - b).clamp(-DELAY_CLIP, DELAY_CLIP),
+        _ => e.eta,
+    };
     for _ in 0..cfg.iterations {
         // Distance line on what the other terms leave.
         let (mut sx, mut sy, mut sxx, mut sxy, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for &i in rows {
             let Some((e, l)) = get(i) else { continue };
-            let y = e.eta - (f.predict(e, l, use_delay) - f.intercept - f.slope * e.distance);
+            let y = target(e) - (f.predict(e, l, use_delay) - f.intercept - f.slope * e.distance);
             sx += e.distance;
             sy += y;
             sxx += e.distance * e.distance;
@@ -229,8 +285,8 @@ fn fit_mode(
         let mut sums = vec![(0.0, 0.0); n_lanes];
         for &i in rows {
             let Some((e, Some(l))) = get(i) else { continue };
-            let r =
-                e.eta - (f.predict(e, Some(l), use_delay) - f.lane.get(l).copied().unwrap_or(0.0));
+            let r = target(e)
+                - (f.predict(e, Some(l), use_delay) - f.lane.get(l).copied().unwrap_or(0.0));
             if let Some(s) = sums.get_mut(l) {
                 s.0 += r;
                 s.1 += 1.0;
@@ -245,7 +301,7 @@ fn fit_mode(
             let h = usize::from(e.sched_dep_hour);
             let own = f.hour.get(h).copied().unwrap_or(0.0);
             if let Some(s) = hs.get_mut(h) {
-                s.0 += e.eta - (f.predict(e, l, use_delay) - own);
+                s.0 += target(e) - (f.predict(e, l, use_delay) - own);
                 s.1 += 1.0;
             }
         }
@@ -258,7 +314,7 @@ fn fit_mode(
             let m = usize::from(e.month.saturating_sub(1));
             let own = f.month.get(m).copied().unwrap_or(0.0);
             if let Some(s) = ms.get_mut(m) {
-                s.0 += e.eta - (f.predict(e, l, use_delay) - own);
+                s.0 += target(e) - (f.predict(e, l, use_delay) - own);
                 s.1 += 1.0;
             }
         }
@@ -272,7 +328,7 @@ fn fit_mode(
             for &i in rows {
                 let Some((e, l)) = get(i) else { continue };
                 let d = e.dep_delay.unwrap_or(0.0);
-                let r = e.eta - (f.predict(e, l, true) - f.delay_slope * d);
+                let r = target(e) - (f.predict(e, l, true) - f.delay_slope * d);
                 sd += d;
                 sr += r;
                 sdd += d * d;

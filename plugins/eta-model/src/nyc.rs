@@ -7,7 +7,7 @@
 //! the other US airports). Cancelled and diverted flights (no `arr_delay`) are skipped.
 
 use crate::fit::Example;
-use crate::schema::Code;
+use crate::schema::{Code, SCHED_BLOCK_RANGE};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -172,6 +172,62 @@ fn us_dst(y: i32, m: u32, d: u32) -> bool {
 pub struct Flight {
     pub carrier: Code,
     pub example: Example,
+    /// Scheduled block time in minutes (scheduled arrival − scheduled departure, both in
+    /// UTC): what "on time" predicts, the schedule-only baseline. Not a model feature.
+    pub sched_block: f64,
+}
+
+/// The name of [`Flight::canonical`]'s format, recorded next to a digest of rows.
+pub const CANONICAL_ROW_FORMAT: &str = "carrier,origin,dest,month,sched_dep_hour,distance,dep_delay,eta,sched_block\\n (f64 in Rust's shortest round-trip form, NA for none)";
+
+impl Flight {
+    /// The row as one canonical line: the bytes a provenance digest is taken over. Every
+    /// field the trainer sees, in a fixed order, numbers in Rust's shortest round-trip
+    /// form (so two equal rows always serialise alike, and a changed value never does),
+    /// `NA` for a missing delay, ending in `\n`.
+    pub fn canonical(&self) -> String {
+        let e = &self.example;
+        let delay = e
+            .dep_delay
+            .map_or_else(|| "NA".to_string(), |d| format!("{d:?}"));
+        format!(
+            "{},{},{},{},{},{:?},{},{:?},{:?}\n",
+            self.carrier,
+            e.origin,
+            e.dest,
+            e.month,
+            e.sched_dep_hour,
+            e.distance,
+            delay,
+            e.eta,
+            self.sched_block
+        )
+    }
+}
+
+/// The first month of the holdout: flights of January–October train, November–December
+/// are held out (a time split: the model is scored on months it has never seen, as in
+/// production, and no flight of a held-out day leaks into training).
+pub const HOLDOUT_FROM_MONTH: u8 = 11;
+
+/// Splits flights into (train, holdout) by scheduled month ([`HOLDOUT_FROM_MONTH`]),
+/// keeping their order.
+pub fn time_split(flights: &[Flight]) -> (Vec<Flight>, Vec<Flight>) {
+    flights
+        .iter()
+        .partition(|f| f.example.month < HOLDOUT_FROM_MONTH)
+}
+
+/// MAPE (%) of the schedule-only baseline — "predict on time", i.e. the scheduled block
+/// time — over flights with a positive ETA.
+pub fn on_time_mape(flights: &[Flight]) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for f in flights.iter().filter(|f| f.example.eta > 0.0) {
+        sum += (f.sched_block - f.example.eta).abs() / f.example.eta;
+        n += 1;
+    }
+    (n > 0).then(|| 100.0 * sum / n as f64)
 }
 
 /// What reading `flights.csv` kept and skipped.
@@ -276,8 +332,11 @@ pub fn parse_flights(text: &str, airports: &Airports) -> Result<Loaded, DataErro
                 sched_dep_hour: hour,
                 distance,
                 dep_delay,
+                sched_block: Some(block)
+                    .filter(|b| (SCHED_BLOCK_RANGE.0..=SCHED_BLOCK_RANGE.1).contains(b)),
                 eta: block + arr_delay,
             },
+            sched_block: block,
         });
     }
     Ok(out)
@@ -328,6 +387,30 @@ mod tests {
         assert_eq!((l.skipped_no_arrival, l.skipped_unknown_airport), (1, 1));
         assert_eq!(l.flights[0].example.sched_dep_hour, 6);
         assert_eq!(l.flights[1].example.month, 7);
+    }
+
+    #[test]
+    fn canonical_rows_and_time_split() {
+        let a = Airports::parse(AIRPORTS).unwrap();
+        let flights = "year,month,day,dep_time,sched_dep_time,dep_delay,arr_time,sched_arr_time,arr_delay,carrier,flight,tailnum,origin,dest,air_time,distance,hour,minute,time_hour\n\
+            2013,10,31,600,600,2.5,900,900,10,UA,1,N1,EWR,LAX,300,2454,6,0,x\n\
+            2013,11,1,600,600,NA,900,900,-5,AA,1,N1,EWR,LAX,300,2454,6,0,x\n";
+        let l = parse_flights(flights, &a).unwrap();
+        assert_eq!(
+            l.flights[0].canonical(),
+            "UA,EWR,LAX,10,6,2454.0,2.5,370.0,360.0\n"
+        );
+        assert_eq!(
+            l.flights[1].canonical(),
+            "AA,EWR,LAX,11,6,2454.0,NA,355.0,360.0\n"
+        );
+        let (train, holdout) = time_split(&l.flights);
+        assert_eq!((train.len(), holdout.len()), (1, 1));
+        assert_eq!(train[0].example.month, 10);
+        assert_eq!(holdout[0].example.month, 11);
+        // Predicting the schedule: |360-370|/370 and |360-355|/355.
+        let m = on_time_mape(&l.flights).unwrap();
+        assert!((m - 100.0 * (10.0 / 370.0 + 5.0 / 355.0) / 2.0).abs() < 1e-9);
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub const MONTH: &str = "month";
 pub const SCHED_DEP_HOUR: &str = "sched_dep_hour";
 pub const DISTANCE: &str = "distance";
 pub const DEP_DELAY: &str = "dep_delay";
+pub const SCHED_BLOCK: &str = "sched_block";
 
-pub const FEATURES: [FeatureSpec; 6] = [
+pub const FEATURES: [FeatureSpec; 7] = [
     FeatureSpec {
         name: ORIGIN,
         kind: Kind::Categorical,
@@ -72,11 +73,18 @@ pub const FEATURES: [FeatureSpec; 6] = [
         required: false,
         doc: "departure delay in minutes (negative = early), -120..=2880, when already known",
     },
+    FeatureSpec {
+        name: SCHED_BLOCK,
+        kind: Kind::Numeric,
+        required: false,
+        doc: "scheduled block time in minutes (scheduled arrival - scheduled departure, both in UTC), 1-1440; with it the model predicts the arrival against the schedule",
+    },
 ];
 
 /// Bounds on numeric inputs: outside them a row is refused, not extrapolated.
 pub const DISTANCE_RANGE: (f64, f64) = (1.0, 20_000.0);
 pub const DEP_DELAY_RANGE: (f64, f64) = (-120.0, 2880.0);
+pub const SCHED_BLOCK_RANGE: (f64, f64) = (1.0, 1440.0);
 
 /// An airport code: 1-4 ASCII letters or digits, upper-cased, zero-padded. Fixed size so
 /// the artifact's lane table is a flat sorted array.
@@ -137,6 +145,7 @@ pub struct EtaInput {
     pub sched_dep_hour: u8,
     pub distance: Option<f64>,
     pub dep_delay: Option<f64>,
+    pub sched_block: Option<f64>,
 }
 
 /// Why a row was refused (maps to the WIT `bad-input`).
@@ -185,7 +194,7 @@ pub fn feature_index(name: &str) -> Option<usize> {
 /// Checks a row given in [`FEATURES`] order: the one place rows are validated, whether
 /// they arrive by name ([`parse_row`]) or by column ([`crate::columns`]).
 pub fn check_slots(slots: Slots<'_>) -> Result<EtaInput, InputError> {
-    let [origin, dest, month, hour, distance, dep_delay] = slots;
+    let [origin, dest, month, hour, distance, dep_delay, sched_block] = slots;
     Ok(EtaInput {
         origin: code(ORIGIN, origin)?,
         dest: code(DEST, dest)?,
@@ -193,6 +202,7 @@ pub fn check_slots(slots: Slots<'_>) -> Result<EtaInput, InputError> {
         sched_dep_hour: integer(SCHED_DEP_HOUR, hour, 0, 23)?,
         distance: optional_number(DISTANCE, distance, DISTANCE_RANGE)?,
         dep_delay: optional_number(DEP_DELAY, dep_delay, DEP_DELAY_RANGE)?,
+        sched_block: optional_number(SCHED_BLOCK, sched_block, SCHED_BLOCK_RANGE)?,
     })
 }
 

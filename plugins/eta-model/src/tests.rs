@@ -28,6 +28,7 @@ fn synthetic() -> Vec<Example> {
             sched_dep_hour: hour,
             distance,
             dep_delay: Some(dep_delay),
+            sched_block: None,
             eta: block + late + dep_delay + f64::from(i % 5) - 2.0,
         });
     }
@@ -42,6 +43,7 @@ fn input(dest: &str, hour: u8, dep_delay: Option<f64>) -> EtaInput {
         sched_dep_hour: hour,
         distance: None,
         dep_delay,
+        sched_block: None,
     }
 }
 
@@ -93,15 +95,15 @@ fn decode_refuses_anything_malformed() {
         (
             {
                 let mut b = good.clone();
-                b[8] = 2;
+                b[8] = 1;
                 b
             },
-            "format version 2",
+            "format version 1",
         ),
         (
             {
                 let mut b = good.clone();
-                b[10] = 1;
+                b[10] = 2;
                 b
             },
             "flags",
@@ -136,9 +138,9 @@ fn decode_refuses_anything_malformed() {
                 // Swap the two lanes: no longer sorted.
                 let mut b = good.clone();
                 let n = b.len();
-                let (first, second) = (b[n - 48..n - 24].to_vec(), b[n - 24..].to_vec());
-                b[n - 48..n - 24].copy_from_slice(&second);
-                b[n - 24..].copy_from_slice(&first);
+                let (first, second) = (b[n - 64..n - 32].to_vec(), b[n - 32..].to_vec());
+                b[n - 64..n - 32].copy_from_slice(&second);
+                b[n - 32..].copy_from_slice(&first);
                 b
             },
             "not strictly sorted",
@@ -147,7 +149,7 @@ fn decode_refuses_anything_malformed() {
             {
                 let mut b = good.clone();
                 let n = b.len();
-                b[n - 24] = b'a';
+                b[n - 32] = b'a';
                 b
             },
             "invalid airport code",
@@ -266,4 +268,52 @@ mod columns {
         .unwrap();
         assert_eq!(out.len(), 2);
     }
+}
+
+/// With the schedule known, the model predicts the arrival against it: flights of one
+/// lane whose scheduled block times differ are told apart, which no lane effect can do.
+#[test]
+fn the_schedule_modes_predict_against_the_schedule() {
+    let mut rows = Vec::new();
+    for i in 0..2000u32 {
+        // Two schedules on one lane (120 and 160 min); every flight arrives 10 min late.
+        let block = if i % 2 == 0 { 120.0 } else { 160.0 };
+        rows.push(Example {
+            origin: code("EWR"),
+            dest: code("ORD"),
+            month: (1 + i % 12) as u8,
+            sched_dep_hour: (6 + i % 12) as u8,
+            distance: 719.0,
+            dep_delay: None,
+            sched_block: Some(block),
+            eta: block + 10.0,
+        });
+    }
+    let a = fit(&rows, &FitConfig::default()).unwrap();
+    assert!(a.schedule);
+    assert_eq!(Artifact::decode(&a.encode()).unwrap(), a);
+    let with = |block: Option<f64>| {
+        let mut x = input("ORD", 8, None);
+        x.sched_block = block;
+        a.predict(&x).unwrap().value
+    };
+    assert!(
+        (with(Some(120.0)) - 130.0).abs() < 1.0,
+        "{}",
+        with(Some(120.0))
+    );
+    assert!(
+        (with(Some(160.0)) - 170.0).abs() < 1.0,
+        "{}",
+        with(Some(160.0))
+    );
+    // Without it, one value for the lane, somewhere between the two.
+    assert!((130.0..=170.0).contains(&with(None)), "{}", with(None));
+    // A model trained without schedules ignores one given at prediction time.
+    let plain = fit(&synthetic(), &FitConfig::default()).unwrap();
+    assert!(!plain.schedule);
+    let mut x = input("ORD", 8, Some(0.0));
+    let before = plain.predict(&x).unwrap();
+    x.sched_block = Some(500.0);
+    assert_eq!(plain.predict(&x).unwrap(), before);
 }

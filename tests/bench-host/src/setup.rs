@@ -91,6 +91,8 @@ pub fn publish(world: &mut World, dir: &Path, plugin: &[u8]) -> Result<()> {
     let trained_on = |tenant: &str| TrainedOn {
         tenants: vec![tenant.to_string()],
         rows: world.data.loaded.flights.len() as u64,
+        rows_sha256: String::new(),
+        rows_format: String::new(),
         data_sha256: world.data.flights_sha256.clone(),
         data_file: Some(world.data.flights_file.clone()),
     };
@@ -105,6 +107,7 @@ pub fn publish(world: &mut World, dir: &Path, plugin: &[u8]) -> Result<()> {
                 artifact,
                 trained_on: on,
                 evaluation: None,
+                gate: None,
                 aliases: &[PRODUCTION],
             })
             .with_context(|| format!("publishing {name}"))?;

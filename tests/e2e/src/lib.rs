@@ -354,3 +354,42 @@ pub fn edge_module(stem: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no edge module {stem}"));
     proxy_wasm_harness::wasm_module(package, &[source]).unwrap_or_else(|e| panic!("{e:#}"))
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released: good enough for a test's
+/// children).
+///
+/// # Panics
+/// When no port can be bound at all.
+#[allow(clippy::expect_used)] // a precondition failure of the whole test run
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// A child process, killed and reaped when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `bulkhead --state-dir STATE ARGS…`; its stdout, or an error with its stderr.
+pub fn bulkhead_cli(state: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(host_bin::bulkhead_binary()?)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "bulkhead {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

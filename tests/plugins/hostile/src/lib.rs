@@ -3,8 +3,9 @@
 //! and `predict` acts on it:
 //!
 //! - `ok`: one valid prediction per row (the sum of its numeric features, ± 1); also
-//!   logs a line, and when a row has a `lookup` category feature, reads that key from
-//!   the `weather` table and adds the first numeric column.
+//!   logs a line; a row's `lookup` category is a key of the public `weather` table (its
+//!   `temp` is added), a `lane` category a key of the tenant's own `lanes` table (its
+//!   `flights` is added).
 //! - `count`: one constant prediction per row, reading nothing (the cost of the call
 //!   itself: passing the rows in and the predictions out).
 //! - `loop`: never returns.
@@ -156,12 +157,17 @@ fn ok(batch: &Batch) -> Predictions {
                     }
                 }
             }
-            (ColumnValues::Categories(c), "lookup") => {
+            (ColumnValues::Categories(c), name @ ("lookup" | "lane")) => {
+                // `lookup`: the public weather table; `lane`: the tenant's own lanes.
+                let (table, column) = match name {
+                    "lookup" => ("weather", "temp"),
+                    _ => ("lanes", "flights"),
+                };
                 for (sum, &code) in sums.iter_mut().zip(&c.codes) {
                     let Some(key) = c.dictionary.get(code as usize) else {
                         continue;
                     };
-                    if let Ok(Some(values)) = lookup("weather", key, &["temp".to_string()])
+                    if let Ok(Some(values)) = lookup(table, key, &[column.to_string()])
                         && let Some(Value::Number(t)) = values.first()
                     {
                         *sum += t;

@@ -1,0 +1,724 @@
+//! Tenant-scoped feature lookups over PostgreSQL, laid out by the tenant's tier:
+//!
+//! ```text
+//! pool    main database, bulkhead_pool.lanes (tenant_id, key, …): one table for every pool
+//!         tenant, ROW LEVEL SECURITY enabled and FORCED, policy
+//!         USING (tenant_id = current_setting('bulkhead.tenant', true));
+//!         read as role bulkhead_reader (NOSUPERUSER NOBYPASSRLS, not the owner), with the
+//!         tenant set per transaction by set_config('bulkhead.tenant', $1, true).
+//! bridge  main database, schema tenant_<org> (lowercased): read as role
+//!         bulkhead_reader_<org>, the only role (besides the owner) granted USAGE on it.
+//! silo    database bulkhead_<org>, schema tenant_<org> inside it: CONNECT revoked from
+//!         PUBLIC and granted to bulkhead_reader_<org> only.
+//! public  main database, bulkhead_public.weather: USAGE and SELECT granted to PUBLIC.
+//! ```
+//!
+//! The tables are owned by `bulkhead_owner` (NOLOGIN), never by a role that reads them.
+//!
+//! How isolation holds, by tier:
+//! - pool: the lookup filters on `tenant_id = $2` and, should a query ever forget that, the
+//!   row-level policy still hides every row that is not the transaction's tenant (and all
+//!   rows when no tenant is set). FORCE makes the policy bind the table's owner too; the
+//!   reader is not the owner and has no BYPASSRLS anyway.
+//! - bridge: the connection logs in as the tenant's own role; its `search_path` is the
+//!   tenant's schema, and another tenant's schema is "permission denied" to it even when
+//!   named outright. The pool schema is not granted to it either.
+//! - silo: the connection logs in as the tenant's own role to the tenant's own database;
+//!   other tenants' roles cannot connect to it. Public tables are read over a second small
+//!   pool to the main database as the same role.
+//!
+//! Every tenant has its own bounded connection pools ([`PgOptions::pool_size`]); a checkout
+//! waits at most [`PgOptions::checkout_timeout`] and then the plugin gets an error string.
+//! Every connection carries `statement_timeout` and `lock_timeout`
+//! ([`PgOptions::statement_timeout`]), `default_transaction_read_only` and an
+//! `idle_in_transaction_session_timeout`, so one tenant's slow query cannot hold a
+//! connection or a lock for long, nor take another tenant's connections.
+//!
+//! SQL is built only from [`schema`] identifiers and from schema/database names derived from
+//! the tenant id by [`tenant_ident`] (which admits `[a-z0-9_]` only); the key and the tenant
+//! are always bound parameters.
+
+use super::load::Lane;
+use super::schema::{self, Kind, LANES, MAX_COLUMNS, Scope, Table, WEATHER};
+use crate::sandbox::{FeatureSource, Value};
+use anyhow::{Context, Result, bail};
+use bulkhead_registry::Tier;
+use postgres::config::Host;
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use postgres::{Client, Config, NoTls, Row};
+use r2d2::{Pool, PooledConnection};
+use r2d2_postgres::PostgresConnectionManager;
+use scheduled_thread_pool::ScheduledThreadPool;
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The role pool tenants' lookups run as (not the tables' owner; no BYPASSRLS).
+pub const READER_ROLE: &str = "bulkhead_reader";
+/// The role that owns every feature table (NOLOGIN).
+pub const OWNER_ROLE: &str = "bulkhead_owner";
+/// The schema of the shared pool tables (row-level security).
+pub const POOL_SCHEMA: &str = "bulkhead_pool";
+/// The schema of the public tables, readable by every role.
+pub const PUBLIC_SCHEMA: &str = "bulkhead_public";
+/// The setting the row-level policy reads (set per transaction).
+pub const TENANT_SETTING: &str = "bulkhead.tenant";
+/// The row-level policy on the pool tables.
+pub const POLICY: &str = "bulkhead_tenant_isolation";
+
+/// Bounds of each tenant's connections.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `statement_timeout` (and `lock_timeout`) of every lookup connection.
+    pub statement_timeout: Duration,
+    /// Most connections one tenant holds (per pool).
+    pub pool_size: u32,
+    /// Longest wait for a free connection before the lookup fails.
+    pub checkout_timeout: Duration,
+    /// Longest wait to open a connection.
+    pub connect_timeout: Duration,
+    /// The password of the reader roles, if the server asks for one (the loader creates them
+    /// without one: trust/peer/cert authentication, or set one out of band).
+    pub reader_password: Option<String>,
+}
+
+impl Default for PgOptions {
+    fn default() -> PgOptions {
+        PgOptions {
+            statement_timeout: Duration::from_millis(50),
+            pool_size: 4,
+            checkout_timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(2),
+            reader_password: None,
+        }
+    }
+}
+
+/// The tenant id as the suffix of its PostgreSQL names (`tenant_<id>`, `bulkhead_<id>`,
+/// `bulkhead_reader_<id>`): lowercased; only ids of 1-40 characters from `[A-Za-z0-9_]`
+/// can name a schema (the registry also admits `.` and `-`: such tenants are refused here).
+pub fn tenant_ident(tenant: &str) -> Result<String, String> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 40
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(tenant.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "tenant id {tenant:?} cannot name a PostgreSQL schema (1-40 of [A-Za-z0-9_])"
+        ))
+    }
+}
+
+/// Where a tenant's rows live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub tier: Tier,
+    /// The schema of the tenant's tables.
+    pub schema: String,
+    /// The tenant's own database (silo), else `None` (the main database).
+    pub database: Option<String>,
+    /// The role its lookups log in as.
+    pub role: String,
+}
+
+impl Placement {
+    pub fn of(tenant: &str, tier: Tier) -> Result<Placement, String> {
+        let id = tenant_ident(tenant)?;
+        Ok(match tier {
+            Tier::Pool => Placement {
+                tier,
+                schema: POOL_SCHEMA.into(),
+                database: None,
+                role: READER_ROLE.into(),
+            },
+            Tier::Bridge => Placement {
+                tier,
+                schema: format!("tenant_{id}"),
+                database: None,
+                role: format!("bulkhead_reader_{id}"),
+            },
+            Tier::Silo => Placement {
+                tier,
+                schema: format!("tenant_{id}"),
+                database: Some(format!("bulkhead_{id}")),
+                role: format!("bulkhead_reader_{id}"),
+            },
+        })
+    }
+}
+
+/// A connection checked out of a tenant's pool.
+pub type PgConn = PooledConnection<Manager>;
+type PgPool = Pool<Manager>;
+
+/// `r2d2_postgres`'s manager, with connect errors that keep the server's message (so an
+/// exhausted or unreachable pool says why: e.g. `role "bulkhead_reader_x" does not exist`
+/// for a bridge or silo tenant that was never loaded).
+#[derive(Debug)]
+pub struct Manager(PostgresConnectionManager<NoTls>);
+
+/// Why a pool could not open a connection.
+#[derive(Debug)]
+pub struct ConnectError(String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Client;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<Client, ConnectError> {
+        self.0.connect().map_err(|e| ConnectError(describe(&e)))
+    }
+
+    fn is_valid(&self, client: &mut Client) -> Result<(), ConnectError> {
+        self.0
+            .is_valid(client)
+            .map_err(|e| ConnectError(describe(&e)))
+    }
+
+    fn has_broken(&self, client: &mut Client) -> bool {
+        self.0.has_broken(client)
+    }
+}
+
+/// Every tenant's lookups against one PostgreSQL server.
+pub struct PgFeatureStores {
+    base: Config,
+    options: PgOptions,
+    handles: Mutex<HashMap<(String, &'static str), Arc<PgTenantFeatures>>>,
+}
+
+impl PgFeatureStores {
+    /// `url`: the main database (a `postgresql://` URL or `key=value` string); its user and
+    /// password are not used for lookups, only its host, port and database name.
+    pub fn new(url: &str, options: PgOptions) -> Result<PgFeatureStores> {
+        let base = Config::from_str(url).context("the PostgreSQL connection string")?;
+        Ok(PgFeatureStores {
+            base,
+            options,
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn options(&self) -> &PgOptions {
+        &self.options
+    }
+
+    /// The lookups of `tenant` (the verified tenant of a request) at its registry `tier`.
+    /// Pools are made on first use and kept per (tenant, tier); no connection is opened
+    /// until a lookup needs one.
+    pub fn for_tenant(&self, tenant: &str, tier: Tier) -> Arc<PgTenantFeatures> {
+        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        handles
+            .entry((tenant.to_string(), tier.as_str()))
+            .or_insert_with(|| Arc::new(self.make(tenant, tier)))
+            .clone()
+    }
+
+    fn make(&self, tenant: &str, tier: Tier) -> PgTenantFeatures {
+        let placement = Placement::of(tenant, tier);
+        let pools = placement.as_ref().ok().map(|p| {
+            let main_db = self.base.get_dbname().unwrap_or("postgres").to_string();
+            let data_db = p.database.clone().unwrap_or_else(|| main_db.clone());
+            let search_path = if p.tier == Tier::Pool {
+                POOL_SCHEMA.to_string()
+            } else {
+                p.schema.clone()
+            };
+            let data = self.pool(&p.role, &data_db, &search_path);
+            // A silo tenant reads the public tables in the main database over a pool of
+            // its own, as its own role.
+            let public =
+                (p.database.is_some()).then(|| self.pool(&p.role, &main_db, PUBLIC_SCHEMA));
+            (data, public)
+        });
+        let (data, public) = match pools {
+            Some((d, p)) => (Some(d), p),
+            None => (None, None),
+        };
+        PgTenantFeatures {
+            tenant: tenant.to_string(),
+            placement,
+            data,
+            public,
+            checkout_timeout: self.checkout_timeout(),
+        }
+    }
+
+    fn checkout_timeout(&self) -> Duration {
+        self.options.checkout_timeout.max(Duration::from_millis(1))
+    }
+
+    fn pool(&self, role: &str, dbname: &str, search_path: &str) -> PgPool {
+        let cfg = reader_config(&self.base, &self.options, role, dbname, search_path);
+        Pool::builder()
+            .max_size(self.options.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(self.checkout_timeout())
+            .test_on_check_out(false)
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .max_lifetime(Some(Duration::from_secs(30 * 60)))
+            .thread_pool(Arc::new(ScheduledThreadPool::new(1)))
+            .build_unchecked(Manager(PostgresConnectionManager::new(cfg, NoTls)))
+    }
+}
+
+/// The connection settings of a reader: the server (hosts, ports, TLS mode) of `base`, the
+/// given role and database, no password of `base`'s, and the per-connection limits.
+pub fn reader_config(
+    base: &Config,
+    options: &PgOptions,
+    role: &str,
+    dbname: &str,
+    search_path: &str,
+) -> Config {
+    let mut cfg = Config::new();
+    for host in base.get_hosts() {
+        match host {
+            Host::Tcp(h) => cfg.host(h),
+            Host::Unix(p) => cfg.host_path(p),
+        };
+    }
+    for addr in base.get_hostaddrs() {
+        cfg.hostaddr(*addr);
+    }
+    for port in base.get_ports() {
+        cfg.port(*port);
+    }
+    cfg.ssl_mode(base.get_ssl_mode());
+    cfg.user(role).dbname(dbname);
+    if let Some(pw) = &options.reader_password {
+        cfg.password(pw.as_bytes());
+    }
+    let ms = options.statement_timeout.as_millis().max(1);
+    // Identifiers here are ours ([a-z0-9_]); no spaces or backslashes to escape.
+    cfg.options(&format!(
+        "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={} \
+         -c default_transaction_read_only=on -c search_path={search_path}",
+        (ms * 20).max(1000)
+    ));
+    cfg.application_name("bulkhead-features");
+    cfg.connect_timeout(options.connect_timeout.max(Duration::from_millis(1)));
+    cfg
+}
+
+/// One tenant's lookups over its own pools.
+pub struct PgTenantFeatures {
+    tenant: String,
+    placement: Result<Placement, String>,
+    /// The tenant's tables (and, but for silo, the public ones).
+    data: Option<PgPool>,
+    /// Silo only: the public tables in the main database.
+    public: Option<PgPool>,
+    checkout_timeout: Duration,
+}
+
+impl PgTenantFeatures {
+    pub fn placement(&self) -> Result<&Placement, String> {
+        self.placement.as_ref().map_err(Clone::clone)
+    }
+
+    /// A connection from the pool the tenant's own tables are read through (bounded: an
+    /// error after [`PgOptions::checkout_timeout`] when all are in use).
+    pub fn checkout(&self) -> Result<PgConn, String> {
+        self.checkout_from(self.data.as_ref())
+    }
+
+    fn checkout_from(&self, pool: Option<&PgPool>) -> Result<PgConn, String> {
+        let placement = self.placement()?;
+        let Some(pool) = pool else {
+            return Err(format!("feature store: no pool for tenant {}", self.tenant));
+        };
+        pool.get().map_err(|e| {
+            format!(
+                "feature store busy: tenant {} had no free connection within {} ms \
+                 ({} in its {} pool): {e}",
+                self.tenant,
+                self.checkout_timeout.as_millis(),
+                pool.max_size(),
+                placement.tier.as_str(),
+            )
+        })
+    }
+
+    fn query(
+        &self,
+        table: &'static Table,
+        key: &str,
+        columns: &[String],
+    ) -> Result<Option<Vec<Value>>, String> {
+        let placement = self.placement()?;
+        let pool = match table.scope {
+            Scope::Public if self.public.is_some() => self.public.as_ref(),
+            _ => self.data.as_ref(),
+        };
+        let mut conn = self.checkout_from(pool)?;
+        let cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let kinds: Vec<Kind> = columns
+            .iter()
+            .map(|c| table.column(c).unwrap_or(Kind::Text))
+            .collect();
+        let mut tx = conn.transaction().map_err(pg_err)?;
+        let row = match (table.scope, placement.tier) {
+            (Scope::Public, _) => {
+                let sql = format!(
+                    "SELECT {} FROM \"{PUBLIC_SCHEMA}\".\"{}\" WHERE key = $1",
+                    cols.join(", "),
+                    table.name
+                );
+                tx.query_opt(&sql, &[&key])
+            }
+            (Scope::Tenant, Tier::Pool) => {
+                // The tenant of this transaction, for the row-level policy; a bound value.
+                tx.execute(
+                    "SELECT set_config('bulkhead.tenant', $1, true)",
+                    &[&self.tenant],
+                )
+                .map_err(pg_err)?;
+                let sql = format!(
+                    "SELECT {} FROM \"{POOL_SCHEMA}\".\"{}\" WHERE key = $1 AND tenant_id = $2",
+                    cols.join(", "),
+                    table.name
+                );
+                tx.query_opt(&sql, &[&key, &self.tenant])
+            }
+            (Scope::Tenant, Tier::Bridge | Tier::Silo) => {
+                let sql = format!(
+                    "SELECT {} FROM \"{}\".\"{}\" WHERE key = $1",
+                    cols.join(", "),
+                    placement.schema,
+                    table.name
+                );
+                tx.query_opt(&sql, &[&key])
+            }
+        };
+        let row = match row {
+            Ok(row) => row,
+            // Not loaded yet (no schema or table): no such row, as for a tenant without a
+            // SQLite file.
+            Err(e)
+                if e.code() == Some(&SqlState::UNDEFINED_TABLE)
+                    || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(pg_err(e)),
+        };
+        tx.commit().map_err(pg_err)?;
+        row.map(|r| values(&r, &kinds)).transpose()
+    }
+}
+
+fn values(row: &Row, kinds: &[Kind]) -> Result<Vec<Value>, String> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            Ok(match kind {
+                Kind::Real => row
+                    .try_get::<_, Option<f64>>(i)
+                    .map_err(pg_err)?
+                    .map_or(Value::Missing, Value::Number),
+                Kind::Integer => row
+                    .try_get::<_, Option<i64>>(i)
+                    .map_err(pg_err)?
+                    .map_or(Value::Missing, |n| Value::Number(n as f64)),
+                Kind::Text => row
+                    .try_get::<_, Option<String>>(i)
+                    .map_err(pg_err)?
+                    .map_or(Value::Missing, Value::Category),
+            })
+        })
+        .collect()
+}
+
+/// A PostgreSQL error as the plugin's error string (the server's message and SQLSTATE).
+pub fn pg_err(e: postgres::Error) -> String {
+    format!("feature store: {}", describe(&e))
+}
+
+impl FeatureSource for PgTenantFeatures {
+    fn lookup(
+        &self,
+        table: &str,
+        key: &str,
+        columns: &[String],
+    ) -> Result<Option<Vec<Value>>, String> {
+        // The same allowlist and messages as the SQLite stores (store.rs).
+        let Some(t) = schema::table(table) else {
+            let known: Vec<&str> = schema::TABLES.iter().map(|t| t.name).collect();
+            return Err(format!(
+                "unknown table `{table}` (known: {})",
+                known.join(", ")
+            ));
+        };
+        if columns.is_empty() || columns.len() > MAX_COLUMNS {
+            return Err(format!("ask for 1-{MAX_COLUMNS} columns"));
+        }
+        if let Some(c) = columns.iter().find(|c| t.column(c).is_none()) {
+            let known: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+            return Err(format!(
+                "table `{table}` has no column `{c}` (known: {})",
+                known.join(", ")
+            ));
+        }
+        self.query(t, key, columns)
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// Loading (`bulkhead features load --postgres URL`): run as a role that may create roles,
+// schemas and databases (a superuser, or the owner with CREATEROLE and CREATEDB).
+
+/// Serializes loaders on one server (roles and databases are cluster-wide).
+const LOAD_LOCK: i64 = 0x6275_6c6b_6865_6164; // "bulkhead"
+
+fn pg_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Real => "double precision",
+        Kind::Integer => "bigint",
+        Kind::Text => "text",
+    }
+}
+
+fn column_defs(table: &Table) -> String {
+    table
+        .columns
+        .iter()
+        .map(|(c, k)| format!("\"{c}\" {}", pg_type(*k)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `CREATE ROLE` unless it exists (roles have no IF NOT EXISTS).
+fn ensure_role(client: &mut Client, role: &str, attrs: &str) -> Result<()> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])?
+        .is_some();
+    if !exists {
+        client.batch_execute(&format!("CREATE ROLE \"{role}\" {attrs}"))?;
+    }
+    // Whatever it was created with, a reader may never bypass row-level security.
+    client.batch_execute(&format!(
+        "ALTER ROLE \"{role}\" NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
+    ))?;
+    Ok(())
+}
+
+fn admin(url: &str) -> Result<Client> {
+    let cfg = Config::from_str(url).context("the PostgreSQL connection string")?;
+    let mut client = cfg
+        .connect(NoTls)
+        .with_context(|| format!("connecting to PostgreSQL ({})", redact(url)))?;
+    client.query_one("SELECT pg_advisory_lock($1)", &[&LOAD_LOCK])?;
+    Ok(client)
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match Config::from_str(url) {
+        Ok(cfg) => format!(
+            "user {:?}, database {:?}, hosts {:?}",
+            cfg.get_user().unwrap_or(""),
+            cfg.get_dbname().unwrap_or(""),
+            cfg.get_hosts()
+        ),
+        Err(_) => "unparsable connection string".into(),
+    }
+}
+
+/// The roles, the public and pool schemas, their tables, grants and the row-level policy;
+/// safe to run again.
+fn ensure_shared(client: &mut Client) -> Result<()> {
+    ensure_role(client, OWNER_ROLE, "NOLOGIN")?;
+    ensure_role(client, READER_ROLE, "LOGIN NOINHERIT")?;
+    let lanes_cols = column_defs(&LANES);
+    let weather_cols = column_defs(&WEATHER);
+    client.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {PUBLIC_SCHEMA} AUTHORIZATION {OWNER_ROLE};
+         CREATE TABLE IF NOT EXISTS {PUBLIC_SCHEMA}.weather (key text PRIMARY KEY, {weather_cols});
+         ALTER TABLE {PUBLIC_SCHEMA}.weather OWNER TO {OWNER_ROLE};
+         GRANT USAGE ON SCHEMA {PUBLIC_SCHEMA} TO PUBLIC;
+         GRANT SELECT ON {PUBLIC_SCHEMA}.weather TO PUBLIC;
+
+         CREATE SCHEMA IF NOT EXISTS {POOL_SCHEMA} AUTHORIZATION {OWNER_ROLE};
+         REVOKE ALL ON SCHEMA {POOL_SCHEMA} FROM PUBLIC;
+         CREATE TABLE IF NOT EXISTS {POOL_SCHEMA}.lanes (
+             tenant_id text NOT NULL, key text NOT NULL, {lanes_cols},
+             PRIMARY KEY (tenant_id, key));
+         ALTER TABLE {POOL_SCHEMA}.lanes OWNER TO {OWNER_ROLE};
+         ALTER TABLE {POOL_SCHEMA}.lanes ENABLE ROW LEVEL SECURITY;
+         ALTER TABLE {POOL_SCHEMA}.lanes FORCE ROW LEVEL SECURITY;
+         DROP POLICY IF EXISTS {POLICY} ON {POOL_SCHEMA}.lanes;
+         CREATE POLICY {POLICY} ON {POOL_SCHEMA}.lanes
+             USING (tenant_id = current_setting('{TENANT_SETTING}', true));
+         REVOKE ALL ON {POOL_SCHEMA}.lanes FROM PUBLIC;
+         GRANT USAGE ON SCHEMA {POOL_SCHEMA} TO {READER_ROLE};
+         GRANT SELECT ON {POOL_SCHEMA}.lanes TO {READER_ROLE};"
+    ))?;
+    Ok(())
+}
+
+/// A tenant's schema with its `lanes`, readable by `role` only (and the owner).
+fn ensure_tenant_schema(client: &mut Client, schema: &str, role: &str) -> Result<()> {
+    let lanes_cols = column_defs(&LANES);
+    client.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {OWNER_ROLE};
+         REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+         GRANT USAGE ON SCHEMA {schema} TO {role};
+         CREATE TABLE IF NOT EXISTS {schema}.lanes (key text PRIMARY KEY, {lanes_cols});
+         ALTER TABLE {schema}.lanes OWNER TO {OWNER_ROLE};
+         REVOKE ALL ON {schema}.lanes FROM PUBLIC;
+         GRANT SELECT ON {schema}.lanes TO {role};"
+    ))?;
+    Ok(())
+}
+
+fn lane_params(l: &Lane) -> [&(dyn ToSql + Sync); 6] {
+    [
+        &l.key,
+        &l.flights,
+        &l.mean_eta,
+        &l.p80_eta,
+        &l.mean_dep_delay,
+        &l.distance,
+    ]
+}
+
+/// Replaces `tenant`'s lanes with `lanes` where its `tier` keeps them (creating the roles,
+/// schemas, database and grants it needs); returns the lanes written. Readers see the old
+/// rows or the new ones (one transaction), never a mix.
+pub fn load_postgres(url: &str, tenant: &str, tier: Tier, lanes: &[Lane]) -> Result<usize> {
+    let placement = Placement::of(tenant, tier).map_err(anyhow::Error::msg)?;
+    let mut client = admin(url)?;
+    ensure_shared(&mut client)?;
+    let names: Vec<&str> = LANES.columns.iter().map(|(c, _)| *c).collect();
+    let quoted: Vec<String> = names.iter().map(|c| format!("\"{c}\"")).collect();
+    match placement.tier {
+        Tier::Pool => {
+            let mut tx = client.transaction()?;
+            // Also the policy's tenant, should the loader be the (forced) owner.
+            tx.execute("SELECT set_config('bulkhead.tenant', $1, true)", &[&tenant])?;
+            tx.execute(
+                &format!("DELETE FROM {POOL_SCHEMA}.lanes WHERE tenant_id = $1"),
+                &[&tenant],
+            )?;
+            let stmt = tx.prepare(&format!(
+                "INSERT INTO {POOL_SCHEMA}.lanes (tenant_id, key, {}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                quoted.join(", ")
+            ))?;
+            for l in lanes {
+                let [k, a, b, c, d, e] = lane_params(l);
+                tx.execute(&stmt, &[&tenant, k, a, b, c, d, e])?;
+            }
+            tx.commit()?;
+        }
+        Tier::Bridge | Tier::Silo => {
+            ensure_role(&mut client, &placement.role, "LOGIN NOINHERIT")?;
+            let mut target = match &placement.database {
+                None => None,
+                Some(db) => {
+                    let exists = client
+                        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])?
+                        .is_some();
+                    if !exists {
+                        client
+                            .batch_execute(&format!("CREATE DATABASE {db} OWNER {OWNER_ROLE}"))?;
+                    }
+                    client.batch_execute(&format!(
+                        "REVOKE ALL ON DATABASE {db} FROM PUBLIC;
+                         GRANT CONNECT ON DATABASE {db} TO {}",
+                        placement.role
+                    ))?;
+                    let mut cfg = Config::from_str(url)?;
+                    cfg.dbname(db);
+                    Some(
+                        cfg.connect(NoTls)
+                            .with_context(|| format!("connecting to database {db}"))?,
+                    )
+                }
+            };
+            let c = target.as_mut().unwrap_or(&mut client);
+            ensure_tenant_schema(c, &placement.schema, &placement.role)?;
+            let mut tx = c.transaction()?;
+            tx.batch_execute(&format!("DELETE FROM {}.lanes", placement.schema))?;
+            let stmt = tx.prepare(&format!(
+                "INSERT INTO {}.lanes (key, {}) VALUES ($1, $2, $3, $4, $5, $6)",
+                placement.schema,
+                quoted.join(", ")
+            ))?;
+            for l in lanes {
+                tx.execute(&stmt, &lane_params(l))?;
+            }
+            tx.commit()?;
+        }
+    }
+    Ok(lanes.len())
+}
+
+/// Replaces the public weather rows from `weather.csv`; returns the rows written (a key
+/// seen again is skipped, as in the SQLite store).
+pub fn load_public_postgres(url: &str, weather_csv: &Path) -> Result<usize> {
+    let rows = super::load::read_weather(weather_csv)?;
+    let mut client = admin(url)?;
+    ensure_shared(&mut client)?;
+    let quoted: Vec<String> = WEATHER
+        .columns
+        .iter()
+        .map(|(c, _)| format!("\"{c}\""))
+        .collect();
+    let marks: Vec<String> = (1..=WEATHER.columns.len() + 1)
+        .map(|i| format!("${i}"))
+        .collect();
+    let mut tx = client.transaction()?;
+    tx.batch_execute(&format!("DELETE FROM {PUBLIC_SCHEMA}.weather"))?;
+    let stmt = tx.prepare(&format!(
+        "INSERT INTO {PUBLIC_SCHEMA}.weather (key, {}) VALUES ({}) ON CONFLICT (key) DO NOTHING",
+        quoted.join(", "),
+        marks.join(", ")
+    ))?;
+    let mut written = 0;
+    for row in rows {
+        let mut key = String::new();
+        let mut reals: Vec<Option<f64>> = Vec::with_capacity(WEATHER.columns.len());
+        for (i, v) in row.into_iter().enumerate() {
+            match (i, v) {
+                (0, rusqlite::types::Value::Text(k)) => key = k,
+                (_, rusqlite::types::Value::Real(x)) => reals.push(Some(x)),
+                (_, rusqlite::types::Value::Integer(n)) => reals.push(Some(n as f64)),
+                _ => reals.push(None),
+            }
+        }
+        if reals.len() != WEATHER.columns.len() {
+            bail!("weather row {key:?}: {} values", reals.len());
+        }
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key];
+        params.extend(reals.iter().map(|r| r as &(dyn ToSql + Sync)));
+        written += tx.execute(&stmt, &params)? as usize;
+    }
+    tx.commit()?;
+    Ok(written)
+}

@@ -1,0 +1,109 @@
+//! The feature tables a plugin may read, and who owns them.
+//!
+//! This list is the allowlist of `features.lookup`: a table or column not named here is
+//! refused before any SQL is built, and SQL is only ever built from these identifiers
+//! (the key is always a bound parameter).
+
+/// Whose data a table is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In the tenant's own store, built from that tenant's rows only.
+    Tenant,
+    /// In the shared public store (the same for every tenant).
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Real,
+    Integer,
+    Text,
+}
+
+impl Kind {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Kind::Real => "REAL",
+            Kind::Integer => "INTEGER",
+            Kind::Text => "TEXT",
+        }
+    }
+}
+
+pub struct Table {
+    pub name: &'static str,
+    pub scope: Scope,
+    /// What the key is, with an example.
+    pub key: &'static str,
+    pub columns: &'static [(&'static str, Kind)],
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<Kind> {
+        self.columns
+            .iter()
+            .find(|(c, _)| *c == name)
+            .map(|&(_, kind)| kind)
+    }
+
+    /// The schema the table lives in once the public store is attached.
+    pub fn schema(&self) -> &'static str {
+        match self.scope {
+            Scope::Tenant => "main",
+            Scope::Public => "public",
+        }
+    }
+
+    pub fn create_sql(&self) -> String {
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(c, k)| format!("\"{c}\" {}", k.sql()))
+            .collect();
+        format!(
+            "CREATE TABLE \"{}\" (key TEXT PRIMARY KEY NOT NULL, {}) WITHOUT ROWID",
+            self.name,
+            cols.join(", ")
+        )
+    }
+}
+
+/// A tenant's lanes (origin → destination) over its own training period.
+pub const LANES: Table = Table {
+    name: "lanes",
+    scope: Scope::Tenant,
+    key: "ORIGIN|DEST, e.g. EWR|ORD",
+    columns: &[
+        ("flights", Kind::Integer),
+        ("mean_eta", Kind::Real),
+        ("p80_eta", Kind::Real),
+        ("mean_dep_delay", Kind::Real),
+        ("distance", Kind::Real),
+    ],
+};
+
+/// Hourly weather at the origin airports (public data, shared by every tenant).
+pub const WEATHER: Table = Table {
+    name: "weather",
+    scope: Scope::Public,
+    key: "ORIGIN|YYYY-MM-DDTHH (local hour), e.g. EWR|2013-01-05T06",
+    columns: &[
+        ("temp", Kind::Real),
+        ("dewp", Kind::Real),
+        ("humid", Kind::Real),
+        ("wind_speed", Kind::Real),
+        ("wind_gust", Kind::Real),
+        ("precip", Kind::Real),
+        ("pressure", Kind::Real),
+        ("visib", Kind::Real),
+    ],
+};
+
+pub const TABLES: [&Table; 2] = [&LANES, &WEATHER];
+
+pub fn table(name: &str) -> Option<&'static Table> {
+    TABLES.iter().copied().find(|t| t.name == name)
+}
+
+/// Most columns one lookup may ask for.
+pub const MAX_COLUMNS: usize = 32;

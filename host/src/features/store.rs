@@ -1,0 +1,244 @@
+//! Tenant-scoped feature lookups over SQLite files:
+//!
+//! ```text
+//! <dir>/public.sqlite          the shared public tables (weather)
+//! <dir>/tenants/<org>.sqlite   one file per tenant: its own tables (lanes)
+//! ```
+//!
+//! Why SQLite (rusqlite, SQLite bundled): an embedded engine with a real primary-key index,
+//! read-only opens, and whole-file replacement for rebuilds; and one file per tenant makes
+//! the isolation physical — a lookup runs on a connection that has the calling tenant's
+//! file and the public file open, and no other tenant's. A tenant without a file gets
+//! "no such row" from its tables, never someone else's.
+//!
+//! A rebuilt file (`bulkhead features load` renames a new file into place) is picked up
+//! within [`RECHECK`]: the file's identity is compared at most that often per tenant.
+
+use super::schema::{self, MAX_COLUMNS, Scope};
+use crate::sandbox::{FeatureSource, Value};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often an open store checks whether its files were replaced.
+pub const RECHECK: Duration = Duration::from_secs(1);
+
+pub const PUBLIC_FILE: &str = "public.sqlite";
+pub const TENANTS_DIR: &str = "tenants";
+
+/// The tenant's store file under `dir`, or `None` for an id that is not a safe file name.
+pub fn tenant_file(dir: &Path, tenant: &str) -> Option<PathBuf> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 64
+        && !tenant.starts_with('.')
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    ok.then(|| dir.join(TENANTS_DIR).join(format!("{tenant}.sqlite")))
+}
+
+/// Every tenant's feature store under one directory.
+pub struct FeatureStores {
+    dir: PathBuf,
+    handles: Mutex<HashMap<String, Arc<TenantFeatures>>>,
+}
+
+impl FeatureStores {
+    pub fn new(dir: impl Into<PathBuf>) -> FeatureStores {
+        FeatureStores {
+            dir: dir.into(),
+            handles: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lookups of `tenant` (the verified tenant of a request). Handles are kept per
+    /// tenant; tenants come from the registry, so the map is bounded by it.
+    pub fn for_tenant(&self, tenant: &str) -> Arc<TenantFeatures> {
+        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        handles
+            .entry(tenant.to_string())
+            .or_insert_with(|| {
+                Arc::new(TenantFeatures {
+                    tenant_file: tenant_file(&self.dir, tenant),
+                    public_file: self.dir.join(PUBLIC_FILE),
+                    open: Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+}
+
+/// One tenant's view: its own file plus the public one.
+pub struct TenantFeatures {
+    /// `None` when the tenant id cannot name a file (then its tables have no rows).
+    tenant_file: Option<PathBuf>,
+    public_file: PathBuf,
+    open: Mutex<Option<Opened>>,
+}
+
+/// (device, inode, size, mtime): enough to notice a file renamed into place.
+type Stamp = (u64, u64, u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+struct Opened {
+    conn: Connection,
+    has_tenant: bool,
+    has_public: bool,
+    stamps: (Option<Stamp>, Option<Stamp>),
+    checked: Instant,
+}
+
+impl TenantFeatures {
+    fn stamps(&self) -> (Option<Stamp>, Option<Stamp>) {
+        (
+            self.tenant_file.as_deref().and_then(stamp),
+            stamp(&self.public_file),
+        )
+    }
+
+    fn open(&self) -> Result<Opened, String> {
+        let stamps = self.stamps();
+        let ro = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let (conn, has_tenant) = match (&self.tenant_file, stamps.0) {
+            (Some(path), Some(_)) => (Connection::open_with_flags(path, ro), true),
+            // No file for this tenant: an empty in-memory main schema.
+            _ => (
+                Connection::open_in_memory_with_flags(
+                    OpenFlags::SQLITE_OPEN_READ_WRITE
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                ),
+                false,
+            ),
+        };
+        let conn = conn.map_err(|e| format!("feature store: {e}"))?;
+        let has_public = stamps.1.is_some();
+        if has_public {
+            let uri = format!("file:{}?mode=ro", uri_path(&self.public_file));
+            conn.execute("ATTACH DATABASE ?1 AS public", [uri])
+                .map_err(|e| format!("feature store (public): {e}"))?;
+        }
+        Ok(Opened {
+            conn,
+            has_tenant,
+            has_public,
+            stamps,
+            checked: Instant::now(),
+        })
+    }
+
+    fn query(
+        opened: &Opened,
+        table: &schema::Table,
+        key: &str,
+        columns: &[String],
+    ) -> Result<Option<Vec<Value>>, String> {
+        let present = match table.scope {
+            Scope::Tenant => opened.has_tenant,
+            Scope::Public => opened.has_public,
+        };
+        if !present {
+            return Ok(None);
+        }
+        // Identifiers come from the schema allowlist only (checked by the caller).
+        let cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let sql = format!(
+            "SELECT {} FROM {}.\"{}\" WHERE key = ?1",
+            cols.join(", "),
+            table.schema(),
+            table.name
+        );
+        let mut stmt = opened
+            .conn
+            .prepare_cached(&sql)
+            .map_err(|e| format!("feature store: {e}"))?;
+        stmt.query_row([key], |row| {
+            (0..columns.len())
+                .map(|i| {
+                    row.get_ref(i).map(|v| match v {
+                        ValueRef::Null => Value::Missing,
+                        ValueRef::Integer(n) => Value::Number(n as f64),
+                        ValueRef::Real(x) => Value::Number(x),
+                        ValueRef::Text(t) => {
+                            Value::Category(String::from_utf8_lossy(t).into_owned())
+                        }
+                        ValueRef::Blob(_) => Value::Missing,
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<Value>>>()
+        })
+        .optional()
+        .map_err(|e| format!("feature store: {e}"))
+    }
+}
+
+/// A path as the path part of an SQLite `file:` URI (`%`, `?` and `#` escaped).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl FeatureSource for TenantFeatures {
+    fn lookup(
+        &self,
+        table: &str,
+        key: &str,
+        columns: &[String],
+    ) -> Result<Option<Vec<Value>>, String> {
+        let Some(t) = schema::table(table) else {
+            let known: Vec<&str> = schema::TABLES.iter().map(|t| t.name).collect();
+            return Err(format!(
+                "unknown table `{table}` (known: {})",
+                known.join(", ")
+            ));
+        };
+        if columns.is_empty() || columns.len() > MAX_COLUMNS {
+            return Err(format!("ask for 1-{MAX_COLUMNS} columns"));
+        }
+        if let Some(c) = columns.iter().find(|c| t.column(c).is_none()) {
+            let known: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+            return Err(format!(
+                "table `{table}` has no column `{c}` (known: {})",
+                known.join(", ")
+            ));
+        }
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let stale = match open.as_mut() {
+            None => true,
+            Some(o) if o.checked.elapsed() >= RECHECK => {
+                o.checked = Instant::now();
+                o.stamps != self.stamps()
+            }
+            Some(_) => false,
+        };
+        if stale {
+            *open = Some(self.open()?);
+        }
+        match open.as_ref() {
+            Some(o) => Self::query(o, t, key, columns),
+            None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Scoring a model on holdout flights through the sandbox: the same plugin component,
+//! the same wasmtime sandbox and the same input conversion as serving, so the offline
+//! MAPE is the MAPE of what production runs (not a native copy of the maths).
+//!
+//! The one place that turns flights into the sandbox's input is [`to_input`]; the one
+//! place that reads its output is [`point_and_interval`].
+
+use crate::sandbox::{
+    Batch, BatchBuilder, BatchError, CallContext, Limits, ModelSource, NoFeatures, Prediction,
+    Sandbox, SandboxConfig, Value,
+};
+use anyhow::{Context, Result};
+use bulkhead_eta_model::nyc::Flight;
+use bulkhead_eta_model::schema::{
+    DEP_DELAY, DEST, DISTANCE, MONTH, ORIGIN, SCHED_BLOCK, SCHED_DEP_HOUR,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Rows per sandbox call (well inside the per-call output and time limits).
+pub const BATCH_ROWS: usize = 2_000;
+
+/// Flights as the sandbox's input: the features a caller sends at serving time (the
+/// scheduled block time, the departure delay only when `with_dep_delay`), as one column batch. THE conversion:
+/// adapt here when the sandbox's input type changes.
+pub fn to_input(flights: &[Flight], with_dep_delay: bool) -> Result<Batch, BatchError> {
+    let mut b = BatchBuilder::new();
+    for f in flights {
+        let e = &f.example;
+        b.next_row()?;
+        b.set(ORIGIN, Value::Category(e.origin.to_string()))?;
+        b.set(DEST, Value::Category(e.dest.to_string()))?;
+        b.set(MONTH, Value::Number(f64::from(e.month)))?;
+        b.set(SCHED_DEP_HOUR, Value::Number(f64::from(e.sched_dep_hour)))?;
+        b.set(DISTANCE, Value::Number(e.distance))?;
+        // The schedule is known before departure, as at serving time.
+        if let Some(block) = e.sched_block {
+            b.set(SCHED_BLOCK, Value::Number(block))?;
+        }
+        if with_dep_delay && let Some(d) = e.dep_delay {
+            b.set(DEP_DELAY, Value::Number(d))?;
+        }
+    }
+    Ok(b.finish())
+}
+
+/// A point prediction and its interval (when the model gives one).
+type Point = (f64, Option<(f64, f64)>);
+
+/// The point prediction and the interval of each output row.
+fn point_and_interval(out: &[Prediction]) -> Vec<Point> {
+    out.iter()
+        .map(|p| (p.value, p.lower.zip(p.upper)))
+        .collect()
+}
+
+/// A model's scores on a holdout.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Scores {
+    /// MAPE (%) without the departure delay (the pre-departure forecast: what the gate
+    /// uses).
+    pub mape: Option<f64>,
+    /// MAPE (%) with the departure delay given.
+    pub mape_with_dep_delay: Option<f64>,
+    /// Share of ETAs inside the model's interval (no delay given).
+    pub coverage: Option<f64>,
+    pub rows: u64,
+}
+
+/// Runs models in a sandbox of its own (one plugin component, many artifacts).
+pub struct Evaluator {
+    sandbox: Sandbox,
+    plugin: Arc<[u8]>,
+    plugin_sha256: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Evaluator {
+    /// A sandbox for `plugin` (the eta-forecaster component), with the serving limits
+    /// except for the per-call time (a batch of [`BATCH_ROWS`] rows is one call).
+    pub fn new(plugin: &[u8]) -> Result<Evaluator> {
+        let sandbox = Sandbox::new(SandboxConfig::default())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the evaluator's runtime")?;
+        Ok(Evaluator {
+            sandbox,
+            plugin_sha256: super::store::sha256_hex(plugin),
+            plugin: Arc::from(plugin),
+            rt,
+        })
+    }
+
+    /// `sandbox: eta-forecaster plugin sha256 <hex>`, for the evaluation record.
+    pub fn describe(&self) -> String {
+        format!(
+            "sandbox: eta-forecaster component sha256 {}",
+            self.plugin_sha256
+        )
+    }
+
+    /// The sandbox (its cache counters, for tests).
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// MAPE and interval coverage of `artifact` on `holdout`, every prediction made by
+    /// the plugin in the sandbox.
+    pub fn score(&self, label: &str, artifact: &[u8], holdout: &[Flight]) -> Result<Scores> {
+        let source = ModelSource::from_bytes(label, Arc::clone(&self.plugin), Arc::from(artifact));
+        let without = self.predict(&source, holdout, false)?;
+        let with = self.predict(&source, holdout, true)?;
+        let mut s = Scores {
+            rows: holdout.len() as u64,
+            ..Scores::default()
+        };
+        s.mape = mape(holdout, without.iter().map(|p| p.0));
+        s.mape_with_dep_delay = mape(holdout, with.iter().map(|p| p.0));
+        let covered: Option<Vec<bool>> = holdout
+            .iter()
+            .zip(&without)
+            .map(|(f, (_, iv))| iv.map(|(lo, hi)| lo <= f.example.eta && f.example.eta <= hi))
+            .collect();
+        s.coverage = covered
+            .filter(|c| !c.is_empty())
+            .map(|c| c.iter().filter(|&&b| b).count() as f64 / c.len() as f64);
+        Ok(s)
+    }
+
+    fn predict(
+        &self,
+        source: &ModelSource,
+        flights: &[Flight],
+        with_dep_delay: bool,
+    ) -> Result<Vec<Point>> {
+        let limits = Limits {
+            timeout: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let mut out = Vec::with_capacity(flights.len());
+        for chunk in flights.chunks(BATCH_ROWS) {
+            let ctx = CallContext::new("evaluation", "evaluation", Arc::new(NoFeatures))
+                .with_limits(limits.clone());
+            let rows = to_input(chunk, with_dep_delay)?;
+            let res = self
+                .rt
+                .block_on(self.sandbox.predict(source, ctx, rows))
+                .map_err(|e| anyhow::anyhow!("{}: {}", source.label, e.message))?;
+            out.extend(point_and_interval(&res.predictions));
+        }
+        Ok(out)
+    }
+}
+
+/// MAPE (%) of `predictions` over flights with a positive ETA (the same rule as the
+/// model crate's native `eval::mape`).
+fn mape(flights: &[Flight], predictions: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for (f, p) in flights.iter().zip(predictions) {
+        if f.example.eta > 0.0 {
+            sum += (p - f.example.eta).abs() / f.example.eta;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| 100.0 * sum / n as f64)
+}

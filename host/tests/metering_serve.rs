@@ -1,0 +1,140 @@
+//! Metering in `bulkhead serve`'s HTTP layer (fake model backend, real HTTP): a 200 is
+//! sent only with its usage event durable in the log; when the event cannot be written
+//! the request fails with a precise 503 and nothing is delivered.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod serve_common;
+
+use bulkhead::metering::event::{KeyKind, Metric, RequestKey, event_id};
+use bulkhead::metering::{aggregate::Paths, log, sink::Meter};
+use bulkhead::serve::Options;
+use serve_common::{Fake, Server, eta_body, registry_with};
+use std::sync::Arc;
+
+fn events(dir: &std::path::Path) -> Vec<bulkhead::metering::event::Event> {
+    log::read(&Paths::new(dir).log, None)
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect()
+}
+
+fn start(meter_dir: &std::path::Path) -> (Server, Arc<Meter>) {
+    let (meter, _) = Meter::open(meter_dir, "//test/bulkhead-serve".into()).unwrap();
+    let meter = Arc::new(meter);
+    let s = Server::start(
+        Arc::new(Fake::default()),
+        &registry_with(&[]),
+        Options {
+            meter: Some(Arc::clone(&meter)),
+            ..Options::default()
+        },
+    );
+    (s, meter)
+}
+
+#[test]
+fn a_prediction_is_answered_with_its_event_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, meter) = start(dir.path());
+    let tok = format!("Bearer {}", s.token("DL"));
+    let r = s.post(
+        "/v1/eta",
+        &[
+            ("authorization", &tok),
+            ("x-org-id", "DL"),
+            ("x-request-id", "req-1"),
+        ],
+        &eta_body(3),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The response was sent after the append returned: the event is on disk now.
+    let evs = events(dir.path());
+    assert_eq!(evs.len(), 1);
+    let e = &evs[0];
+    let key = RequestKey {
+        kind: KeyKind::RequestId,
+        key: "req-1".into(),
+    };
+    assert_eq!(e.id, event_id("DL", Metric::Predictions, &key));
+    assert_eq!(e.subject, "DL");
+    assert_eq!(e.source, "//test/bulkhead-serve");
+    assert_eq!((e.data.metric, e.data.quantity), (Metric::Predictions, 3));
+    assert_eq!(
+        (e.data.model_name.as_str(), e.data.model_version.as_str()),
+        ("eta-DL", "7")
+    );
+    assert_eq!(
+        (e.data.tier.as_str(), e.data.region.as_str()),
+        ("bridge", "us-east-1")
+    );
+    assert!(e.data.latency_ms.is_some());
+    assert!(e.period().is_some());
+    assert!(meter.stats().fsyncs >= 1);
+
+    // A client Idempotency-Key wins over the request id.
+    let r = s.post(
+        "/v1/eta",
+        &[
+            ("authorization", &tok),
+            ("x-org-id", "DL"),
+            ("x-request-id", "req-2"),
+            ("idempotency-key", "order-42"),
+        ],
+        &eta_body(1),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let idem = RequestKey {
+        kind: KeyKind::IdempotencyKey,
+        key: "order-42".into(),
+    };
+    assert_eq!(
+        events(dir.path())[1].id,
+        event_id("DL", Metric::Predictions, &idem)
+    );
+    // A malformed one is refused before any work.
+    let r = s.post(
+        "/v1/eta",
+        &[
+            ("authorization", &tok),
+            ("x-org-id", "DL"),
+            ("idempotency-key", "two words"),
+        ],
+        &eta_body(1),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json().unwrap()["error"], "bad_request");
+    // Refusals are not metered.
+    let r = s.post("/v1/eta", &[("x-org-id", "DL")], &eta_body(1));
+    assert_eq!(r.status, 401);
+    assert_eq!(events(dir.path()).len(), 2);
+}
+
+#[test]
+fn when_the_event_cannot_be_made_durable_the_request_fails_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, meter) = start(dir.path());
+    let tok = format!("Bearer {}", s.token("DL"));
+    meter.log().poison("fsync failed: EIO (test)");
+    let r = s.post(
+        "/v1/eta",
+        &[
+            ("authorization", &tok),
+            ("x-org-id", "DL"),
+            ("x-request-id", "req-503"),
+        ],
+        &eta_body(2),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let j = r.json().unwrap();
+    assert_eq!(j["error"], "metering_unavailable");
+    assert_eq!(j["request_id"], "req-503");
+    assert!(
+        j["reason"].as_str().unwrap().contains("not delivered"),
+        "{j}"
+    );
+    assert!(j.get("predictions").is_none(), "no prediction leaks out");
+    assert!(events(dir.path()).is_empty());
+}

@@ -1,0 +1,262 @@
+//! The promotion gate end to end: `bulkhead train --all` on the committed slice, then
+//! requests through the shipped edge (`envoy/edge.yaml`) in a real Envoy to a real host
+//! (`bulkhead serve` over mTLS, the model store `train` wrote). A tenant whose candidate
+//! passed the gate is answered by its own version; a tenant the gate sent back to the
+//! pool — too little data (OO: 24 training flights) or a candidate worse than the global
+//! model (DL on the slice) — is answered by the global model, and the answer names it.
+//! Promoting DL's refused candidate by hand (`bulkhead registry promote`) moves DL's
+//! answers to it without a restart, and the move is in the alias history.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bulkhead_e2e::host_bin::bulkhead_binary;
+use bulkhead_e2e::{KillOnDrop, bulkhead_cli, edge_module, free_port, wait_until};
+use bulkhead_testkit::{Envoy, Response, http_request};
+use proxy_wasm_harness::workspace_root;
+use serde_json::{Value, json};
+
+/// One flight: Newark → Chicago O'Hare in January, scheduled 06:00, 719 miles.
+const ROW: &str =
+    r#"{"rows":[{"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719}]}"#;
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn cli(state: &Path, args: &[&str]) -> String {
+    bulkhead_cli(state, args).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The table row of `tenant` in `train`'s output: its columns.
+fn row_of<'a>(table: &'a str, tenant: &str) -> Vec<&'a str> {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(tenant))
+        .unwrap_or_else(|| panic!("no row for {tenant} in\n{table}"))
+        .split_whitespace()
+        .collect()
+}
+
+struct Edge {
+    state: std::path::PathBuf,
+    envoy: Envoy,
+    _procs: Vec<KillOnDrop>,
+}
+
+impl Edge {
+    /// `POST /v1/eta` through the edge with `org`'s token: (model name, version).
+    fn model_for(&self, org: &str) -> (String, String) {
+        let r = self.eta(org);
+        assert_eq!(r.status, 200, "{org}: {}", r.text());
+        let v: Value = r.json().unwrap();
+        let eta = v["predictions"][0]["eta_minutes"].as_f64().unwrap();
+        assert!((60.0..300.0).contains(&eta), "{v}");
+        assert_eq!(v["tenant"], org, "{v}");
+        (
+            v["model"]["name"].as_str().unwrap().to_string(),
+            v["model"]["version"].as_str().unwrap().to_string(),
+        )
+    }
+
+    fn eta(&self, org: &str) -> Response {
+        let token = cli(&self.state, &["token", "--org", org]);
+        let auth = format!("Bearer {}", token.trim());
+        let h = [
+            ("content-type", "application/json"),
+            ("authorization", auth.as_str()),
+        ];
+        http_request(
+            self.envoy.listener_port("edge"),
+            "POST",
+            "/v1/eta",
+            &h,
+            ROW.as_bytes(),
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn train_all_then_each_tenant_is_served_what_the_gate_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_path_buf();
+
+    // Tenants on the pool-us host: DL and AA (bridge, their own models), US and OO made
+    // bridge tenants naming eta-US / eta-OO, EV a pool tenant (the default model).
+    let mut reg: Value = serde_json::from_str(bulkhead::registry::DEV_REGISTRY).unwrap();
+    reg["plans"]["standard"] = json!({"per_second": 10_000, "burst": 10_000});
+    for org in ["US", "OO"] {
+        reg["tenants"][org]["tier"] = json!("bridge");
+        reg["tenants"][org]["model"] =
+            json!({"name": format!("eta-{org}"), "version": "production"});
+    }
+    std::fs::write(
+        state.join("registry.json"),
+        serde_json::to_string_pretty(&reg).unwrap(),
+    )
+    .unwrap();
+    cli(&state, &["token", "--org", "EV"]); // creates the dev issuer key once
+
+    // Train everything on the slice, with the gate scaled to it (~1/80 of the data).
+    let store = state.join("hosts/pool-us");
+    let plugin = bulkhead::models::plugin::eta_forecaster_wasm().unwrap();
+    let table = cli(
+        &state,
+        &[
+            "train",
+            "--all",
+            "--data",
+            &s(&workspace_root().join("tests/data/flights.csv")),
+            "--plugin",
+            &s(&plugin),
+            "--data-dir",
+            &s(&store),
+            "--min-train-rows",
+            "100",
+            "--max-mape",
+            "25",
+            "--allow-global-below-on-time",
+        ],
+    );
+    let global = row_of(&table, "*");
+    assert_eq!(global[1], "eta-global", "{table}");
+    let global_version = global[2].to_string();
+    let us = row_of(&table, "US");
+    assert_eq!(us[8], "promoted", "{table}");
+    let us_version = us[2].to_string();
+    let oo = row_of(&table, "OO");
+    assert_eq!(&oo[8..10], ["fallback:", "insufficient_data"], "{table}");
+    let dl = row_of(&table, "DL");
+    assert_eq!(&dl[8..10], ["fallback:", "worse_than_global"], "{table}");
+
+    // One host for the pool-us plane, over mTLS; Envoy in front, as `make run` renders it.
+    let tls = state.join("tls");
+    let out = Command::new("bash")
+        .arg(workspace_root().join("scripts/dev-tls.sh"))
+        .arg(&tls)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut procs = Vec::new();
+    let control_port = free_port();
+    procs.push(KillOnDrop(
+        Command::new(bulkhead_binary().unwrap())
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["control", "--listen", &format!("127.0.0.1:{control_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let host_port = free_port();
+    let log = std::fs::File::create(state.join("host.log")).unwrap();
+    procs.push(KillOnDrop(
+        Command::new(bulkhead_binary().unwrap())
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["serve", "--listen", &format!("127.0.0.1:{host_port}")])
+            .arg("--data-dir")
+            .arg(&store)
+            .args(["--plane-name", "dp_pool_us", "--resolve-ttl-ms", "100"])
+            .arg("--tls-cert")
+            .arg(tls.join("host.pem"))
+            .arg("--tls-key")
+            .arg(tls.join("host-key.pem"))
+            .arg("--client-ca")
+            .arg(tls.join("mesh-ca.pem"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ));
+    let wasm = |stem: &str| s(&edge_module(stem));
+    let (listen, tls_port, admin) = (free_port(), free_port(), free_port());
+    let vars = [
+        ("JWT_AUTH_WASM", wasm("jwt_auth_filter")),
+        ("TENANT_ROUTER_WASM", wasm("tenant_router_filter")),
+        ("RATE_LIMIT_WASM", wasm("rate_limit_filter")),
+        ("TLS_CERT", s(&tls.join("server.pem"))),
+        ("TLS_KEY", s(&tls.join("server-key.pem"))),
+        ("UPSTREAM_CLIENT_CERT", s(&tls.join("envoy-client.pem"))),
+        ("UPSTREAM_CLIENT_KEY", s(&tls.join("envoy-client-key.pem"))),
+        ("UPSTREAM_CA", s(&tls.join("mesh-ca.pem"))),
+        ("LISTEN_PORT", listen.to_string()),
+        ("TLS_PORT", tls_port.to_string()),
+        ("ADMIN_PORT", admin.to_string()),
+        ("CONTROL_PORT", control_port.to_string()),
+        // Only the pool-us plane is used here; the other clusters point at it too.
+        ("POOL_US_PORT", host_port.to_string()),
+        ("SILO_UA_PORT", host_port.to_string()),
+        ("POOL_EU_PORT", host_port.to_string()),
+    ];
+    let rendered = state.join("envoy.yaml");
+    let mut args = vec![
+        "envoy-config".to_string(),
+        "--template".into(),
+        s(&workspace_root().join("envoy/edge.yaml")),
+        "--out".into(),
+        s(&rendered),
+    ];
+    for (k, v) in &vars {
+        args.push("--set".into());
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cli(&state, &args);
+    let envoy = Envoy::start(&std::fs::read_to_string(&rendered).unwrap(), 2).unwrap();
+    let edge = Edge {
+        state: state.clone(),
+        envoy,
+        _procs: procs,
+    };
+    let up = wait_until(Duration::from_secs(60), || edge.eta("EV").status == 200);
+    let host_log = std::fs::read_to_string(state.join("host.log")).unwrap_or_default();
+    assert!(up, "the edge never answered EV; host log:\n{host_log}");
+
+    // Promoted: the tenant's own version.
+    assert_eq!(
+        edge.model_for("US"),
+        ("eta-US".to_string(), us_version.clone())
+    );
+    // Fallbacks: the global model, named as such.
+    let pooled = ("eta-global".to_string(), global_version.clone());
+    assert_eq!(edge.model_for("OO"), pooled);
+    assert_eq!(edge.model_for("DL"), pooled);
+    // A pool tenant gets the global model as always.
+    assert_eq!(edge.model_for("EV"), pooled);
+
+    // A manual promotion of DL's refused candidate shows up without a restart, and a
+    // rollback returns DL to the pool in one step.
+    let dl_version = dl[2].to_string();
+    let store_arg = s(&store);
+    cli(
+        &state,
+        &[
+            "registry",
+            "promote",
+            "eta-DL",
+            &dl_version,
+            "--data-dir",
+            &store_arg,
+            "--why",
+            "e2e",
+        ],
+    );
+    let moved = wait_until(Duration::from_secs(10), || {
+        edge.model_for("DL") == ("eta-DL".to_string(), dl_version.clone())
+    });
+    assert!(moved, "DL still served {:?}", edge.model_for("DL"));
+    let history = cli(
+        &state,
+        &["registry", "history", "eta-DL", "--data-dir", &store_arg],
+    );
+    assert!(
+        history.contains("fallback") || history.contains("train"),
+        "{history}"
+    );
+    assert!(history.contains("e2e"), "{history}");
+}
