@@ -39,7 +39,7 @@
 //! are always bound parameters.
 
 use super::load::Lane;
-use super::schema::{self, Kind, LANES, MAX_COLUMNS, Scope, Table, WEATHER};
+use super::schema::{self, Kind, LANES, Scope, Table, WEATHER};
 use crate::sandbox::{FeatureSource, Value};
 use anyhow::{Context, Result, bail};
 use bulkhead_registry::Tier;
@@ -467,24 +467,7 @@ impl FeatureSource for PgTenantFeatures {
         key: &str,
         columns: &[String],
     ) -> Result<Option<Vec<Value>>, String> {
-        // The same allowlist and messages as the SQLite stores (store.rs).
-        let Some(t) = schema::table(table) else {
-            let known: Vec<&str> = schema::TABLES.iter().map(|t| t.name).collect();
-            return Err(format!(
-                "unknown table `{table}` (known: {})",
-                known.join(", ")
-            ));
-        };
-        if columns.is_empty() || columns.len() > MAX_COLUMNS {
-            return Err(format!("ask for 1-{MAX_COLUMNS} columns"));
-        }
-        if let Some(c) = columns.iter().find(|c| t.column(c).is_none()) {
-            let known: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-            return Err(format!(
-                "table `{table}` has no column `{c}` (known: {})",
-                known.join(", ")
-            ));
-        }
+        let t = schema::checked(table, columns)?;
         self.query(t, key, columns)
     }
 }

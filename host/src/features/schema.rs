@@ -107,3 +107,26 @@ pub fn table(name: &str) -> Option<&'static Table> {
 
 /// Most columns one lookup may ask for.
 pub const MAX_COLUMNS: usize = 32;
+
+/// The table of a lookup, once the table and every column are on the allowlist; `Err`
+/// is the message the plugin gets, naming what is not (every backend answers alike).
+pub fn checked(table: &str, columns: &[String]) -> Result<&'static Table, String> {
+    let Some(t) = self::table(table) else {
+        let known: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
+        return Err(format!(
+            "unknown table `{table}` (known: {})",
+            known.join(", ")
+        ));
+    };
+    if columns.is_empty() || columns.len() > MAX_COLUMNS {
+        return Err(format!("ask for 1-{MAX_COLUMNS} columns"));
+    }
+    if let Some(c) = columns.iter().find(|c| t.column(c).is_none()) {
+        let known: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+        return Err(format!(
+            "table `{table}` has no column `{c}` (known: {})",
+            known.join(", ")
+        ));
+    }
+    Ok(t)
+}

@@ -14,7 +14,7 @@
 //! A rebuilt file (`bulkhead features load` renames a new file into place) is picked up
 //! within [`RECHECK`]: the file's identity is compared at most that often per tenant.
 
-use super::schema::{self, MAX_COLUMNS, Scope};
+use super::schema::{self, Scope};
 use crate::sandbox::{FeatureSource, Value};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -207,23 +207,7 @@ impl FeatureSource for TenantFeatures {
         key: &str,
         columns: &[String],
     ) -> Result<Option<Vec<Value>>, String> {
-        let Some(t) = schema::table(table) else {
-            let known: Vec<&str> = schema::TABLES.iter().map(|t| t.name).collect();
-            return Err(format!(
-                "unknown table `{table}` (known: {})",
-                known.join(", ")
-            ));
-        };
-        if columns.is_empty() || columns.len() > MAX_COLUMNS {
-            return Err(format!("ask for 1-{MAX_COLUMNS} columns"));
-        }
-        if let Some(c) = columns.iter().find(|c| t.column(c).is_none()) {
-            let known: Vec<&str> = t.columns.iter().map(|(c, _)| *c).collect();
-            return Err(format!(
-                "table `{table}` has no column `{c}` (known: {})",
-                known.join(", ")
-            ));
-        }
+        let t = schema::checked(table, columns)?;
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let stale = match open.as_mut() {
             None => true,
