@@ -497,6 +497,47 @@ impl FeatureSource for Weather {
     }
 }
 
+/// A feature store that takes 20 ms per lookup (and finds nothing).
+struct Slow;
+
+impl FeatureSource for Slow {
+    fn lookup(&self, _: &str, _: &str, _: &[String]) -> Result<Option<Vec<Value>>, String> {
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_time_counts_the_plugins_code_and_not_the_host_calls() {
+    let sb = sandbox();
+    let row = |key: &str| Row {
+        features: vec![Feature {
+            name: "lookup".into(),
+            value: Value::Category(key.into()),
+        }],
+    };
+    let c = CallContext::new("UA", "req-slow", Arc::new(Slow));
+    let batch = batch_from_rows(&[row("a"), row("b")]).unwrap();
+    let out = sb.predict(&hostile("ok"), c, batch).await.unwrap();
+    let s = &out.stats;
+    // Two lookups of 20 ms each happened inside `predict`...
+    assert!(s.predict >= Duration::from_millis(40), "{s:?}");
+    // ...but the guest's own time leaves them out.
+    assert!(s.guest > Duration::ZERO, "{s:?}");
+    assert!(s.guest < Duration::from_millis(10), "{s:?}");
+    assert!(
+        s.guest <= s.instantiate + s.artifact_load + s.predict,
+        "{s:?}"
+    );
+    // Without host calls, guest time is most of the call's wasm part.
+    let plain = sb
+        .predict(&hostile("count"), ctx("UA"), rows(100))
+        .await
+        .unwrap()
+        .stats;
+    assert!(plain.guest > Duration::ZERO, "{plain:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_read_features_through_the_tenant_scoped_lookup() {
     let sb = sandbox();

@@ -119,6 +119,11 @@ fn identity_is_checked_again_on_the_host() {
     );
     // DL's token: verified once (the forged-header request), then cached.
     assert!(m.contains("bulkhead_token_cache_hits_total 2"), "{m}");
+    // The guest time the backend reported for EV's one call (the fake says 1.5 ms).
+    assert!(
+        m.contains("bulkhead_tenant_guest_seconds_total{tenant=\"EV\"} 0.0015"),
+        "{m}"
+    );
 }
 
 #[test]

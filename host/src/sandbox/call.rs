@@ -227,6 +227,7 @@ async fn predict_inner(
             load,
             code_source: (outcome == CacheOutcome::Miss).then_some(loaded.info.code_source),
             queued,
+            guest: timings.guest,
             instantiate: timings.instantiate,
             artifact_load: timings.artifact_load,
             predict: timings.predict,
@@ -238,6 +239,7 @@ async fn predict_inner(
 }
 
 struct Timings {
+    guest: Duration,
     instantiate: Duration,
     artifact_load: Duration,
     predict: Duration,
@@ -256,6 +258,10 @@ fn run(
 ) -> Result<(Vec<Prediction>, Timings), SandboxError> {
     let mut store = Store::new(&rt.engine.engine, state);
     store.limiter(|s| &mut s.limiter);
+    store.call_hook(|mut s, hook| {
+        s.data_mut().guest.on(hook);
+        Ok(())
+    });
     // Always set: with epoch interruption on, a store without a deadline traps at once.
     store.set_epoch_deadline(deadline_ticks);
     store.epoch_deadline_trap();
@@ -313,6 +319,7 @@ fn run(
     Ok((
         predictions,
         Timings {
+            guest: data.guest.total,
             instantiate: t1 - t0,
             artifact_load: t2 - t1,
             predict: t3 - t2,

@@ -28,8 +28,35 @@ pub struct CallState {
     pub request_id: Arc<str>,
     pub model: Arc<str>,
     pub features: Arc<dyn FeatureSource>,
+    /// Time spent running the plugin's own code (not host calls), from call hooks.
+    pub guest: GuestClock,
     max_log_line: usize,
     log_lines: u32,
+}
+
+/// Accumulates the time a store spends in guest code: it runs from entering wasm (or
+/// returning to it from a host call) until leaving it (or calling the host). What a
+/// tenant's model costs the data plane's CPUs, apart from what the host does for it.
+#[derive(Debug, Default)]
+pub struct GuestClock {
+    since: Option<std::time::Instant>,
+    pub total: std::time::Duration,
+}
+
+impl GuestClock {
+    pub fn on(&mut self, hook: wasmtime::CallHook) {
+        use wasmtime::CallHook;
+        match hook {
+            CallHook::CallingWasm | CallHook::ReturningFromHost => {
+                self.since = Some(std::time::Instant::now());
+            }
+            CallHook::ReturningFromWasm | CallHook::CallingHost => {
+                if let Some(t) = self.since.take() {
+                    self.total += t.elapsed();
+                }
+            }
+        }
+    }
 }
 
 impl CallState {
@@ -47,6 +74,7 @@ impl CallState {
             request_id,
             model,
             features,
+            guest: GuestClock::default(),
             max_log_line: limits.max_log_line_bytes,
             log_lines: 0,
         }

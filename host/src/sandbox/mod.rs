@@ -380,6 +380,9 @@ pub struct CallStats {
     pub artifact_load: Duration,
     /// The guest's `predict(rows)`, including copying the predictions out.
     pub predict: Duration,
+    /// Time in the plugin's own code during the call (wasmtime call hooks: from entering
+    /// wasm to leaving it, host calls excluded) — the tenant's share of the CPUs.
+    pub guest: Duration,
     /// Wall time of the whole `Sandbox::predict`.
     pub total: Duration,
     /// Largest total linear memory the call reached.

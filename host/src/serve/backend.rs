@@ -37,6 +37,8 @@ pub struct CallStats {
     pub cache_hit: bool,
     /// Seconds spent loading it on a miss (compile or deserialize + instantiate-pre).
     pub load_seconds: Option<f64>,
+    /// Seconds in the plugin's own code (host calls excluded).
+    pub guest_seconds: f64,
 }
 
 #[derive(Debug, Clone)]

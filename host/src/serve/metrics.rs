@@ -18,7 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The tenant label of a request whose tenant is not (yet) known to be registered.
@@ -75,6 +75,7 @@ pub struct Metrics {
     load_time: HistogramFamily<TenantLabel>,
     admission_refused: Family<ScopeLabels, Counter>,
     identity_refused: Family<ErrorLabel, Counter>,
+    guest_seconds: Family<TenantLabel, Counter<f64, AtomicU64>>,
 }
 
 /// Read at scrape time from the parts that own the figures.
@@ -108,6 +109,7 @@ impl Metrics {
         let load_time = HistogramFamily::<TenantLabel>::new_with_constructor(load_histogram);
         let admission_refused = Family::<ScopeLabels, Counter>::default();
         let identity_refused = Family::<ErrorLabel, Counter>::default();
+        let guest_seconds = Family::<TenantLabel, Counter<f64, AtomicU64>>::default();
         registry.register(
             "bulkhead_requests",
             "Prediction requests by tenant and HTTP status",
@@ -153,6 +155,13 @@ impl Metrics {
             "Requests refused by the identity check, by error code",
             identity_refused.clone(),
         );
+        registry.register(
+            "bulkhead_tenant_guest_seconds",
+            "Seconds the tenant's model ran in its sandbox (the plugin's own code, measured \
+             with wasmtime call hooks; host calls excluded): the tenant's share of the \
+             data plane's CPU is its rate over the sum of all tenants' rates",
+            guest_seconds.clone(),
+        );
         registry.register_collector(Box::new(Scrape {
             backend,
             tenants,
@@ -170,6 +179,7 @@ impl Metrics {
             load_time,
             admission_refused,
             identity_refused,
+            guest_seconds,
         }
     }
 
@@ -207,6 +217,9 @@ impl Metrics {
         if let Some(s) = stats.load_seconds {
             self.load_time.get_or_create(&Self::t(tenant)).observe(s);
         }
+        self.guest_seconds
+            .get_or_create(&Self::t(tenant))
+            .inc_by(stats.guest_seconds);
     }
 
     pub fn failure(&self, tenant: &str, kind: FailureKind) {

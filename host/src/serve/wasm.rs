@@ -266,6 +266,7 @@ impl Backend for WasmBackend {
                     cache_hit: out.stats.cache == CacheOutcome::Hit,
                     load_seconds: (out.stats.cache == CacheOutcome::Miss)
                         .then_some(out.stats.load.as_secs_f64()),
+                    guest_seconds: out.stats.guest.as_secs_f64(),
                 },
             })
         })
