@@ -14,9 +14,8 @@ mod common;
 use bulkhead::metering::aggregate::Paths;
 use bulkhead::metering::event::{KeyKind, Metric, RequestKey, event_id};
 use bulkhead::metering::log;
-use bulkhead::models::plugin::eta_forecaster_wasm;
 use bulkhead_testkit::client::http_request;
-use common::{Control, bulkhead, initialised, ok, run};
+use common::{Control, bulkhead, ok, run, seeded};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,23 +158,8 @@ fn aggregate(reg: &Path, state: &str, meter: &str, period: &str) -> (u64, String
 
 #[test]
 fn kill_9_mid_load_loses_no_billed_prediction_and_retries_add_nothing() {
-    let wasm = eta_forecaster_wasm().unwrap();
-    let flights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/flights.csv");
-    let (dir, reg) = initialised();
+    let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
-    ok(
-        &reg,
-        &[
-            "--state-dir",
-            state,
-            "model",
-            "seed",
-            "--flights",
-            flights.to_str().unwrap(),
-            "--plugin",
-            wasm.to_str().unwrap(),
-        ],
-    );
     let meter_path = dir.path().join("meter");
     let meter = meter_path.to_str().unwrap();
     let tok = ok(&reg, &["--state-dir", state, "token", "--org", "DL"]);

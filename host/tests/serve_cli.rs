@@ -4,31 +4,14 @@
 
 mod common;
 
-use bulkhead::models::plugin::eta_forecaster_wasm;
 use bulkhead_testkit::client::http_request;
-use common::{Control, bulkhead, initialised, ok};
-use std::path::Path;
+use common::{Control, bulkhead, ok, seeded};
 use std::time::{Duration, Instant};
 
 #[test]
 fn serve_binary_answers_with_the_tenants_model() {
-    let wasm = eta_forecaster_wasm().unwrap();
-    let flights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/flights.csv");
-    let (dir, reg) = initialised();
+    let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
-    ok(
-        &reg,
-        &[
-            "--state-dir",
-            state,
-            "model",
-            "seed",
-            "--flights",
-            flights.to_str().unwrap(),
-            "--plugin",
-            wasm.to_str().unwrap(),
-        ],
-    );
     let mut cmd = bulkhead(&reg);
     cmd.args([
         "--state-dir",

@@ -13,8 +13,7 @@
 mod common;
 
 use common::{bulkhead, initialised};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -194,31 +193,9 @@ impl Drop for Host {
     }
 }
 
-fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_file_iter(path)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-}
-
 /// A TLS client trusting `ca`, presenting `(cert, key)` if given.
 fn client(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs(ca) {
-        roots.add(c).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    Arc::new(match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(certs(cert), PrivateKeyDer::from_pem_file(key).unwrap())
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    })
+    bulkhead_testkit::tls::client_config(ca, identity).unwrap()
 }
 
 /// `GET path` over TLS to `addr` as `server_name`: everything received, and the error that

@@ -63,16 +63,18 @@ impl FeatureStores {
     /// tenant; tenants come from the registry, so the map is bounded by it.
     pub fn for_tenant(&self, tenant: &str) -> Arc<TenantFeatures> {
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
-        handles
-            .entry(tenant.to_string())
-            .or_insert_with(|| {
-                Arc::new(TenantFeatures {
-                    tenant_file: tenant_file(&self.dir, tenant),
-                    public_file: self.dir.join(PUBLIC_FILE),
-                    open: Mutex::new(None),
-                })
-            })
-            .clone()
+        // Looked up by `&str` first: no allocation on the request path once a tenant has
+        // a handle.
+        if let Some(h) = handles.get(tenant) {
+            return Arc::clone(h);
+        }
+        let h = Arc::new(TenantFeatures {
+            tenant_file: tenant_file(&self.dir, tenant),
+            public_file: self.dir.join(PUBLIC_FILE),
+            open: Mutex::new(None),
+        });
+        handles.insert(tenant.to_string(), Arc::clone(&h));
+        h
     }
 }
 

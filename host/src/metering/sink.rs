@@ -67,22 +67,19 @@ pub fn request_key(
     RequestKey::of(headers, request_id).map_err(ApiError::bad_request)
 }
 
-/// Appends the usage event of a successful prediction and waits until it is durable.
+/// Appends the usage event of a successful prediction (for a tenant in `region`, from the
+/// same registry revision that routed it) and waits until it is durable.
 /// Without a meter (`--meter off`) it does nothing.
 pub async fn record_prediction(
     app: &App,
     key: &RequestKey,
     resp: &EtaResponse,
+    region: &str,
     latency: Duration,
 ) -> Result<(), ApiError> {
     let Some(meter) = &app.meter else {
         return Ok(());
     };
-    let (_, reg) = app.tenants.registry();
-    let region = reg
-        .tenant(&resp.tenant)
-        .map(|t| t.region.to_string())
-        .unwrap_or_default();
     let ev = Event::prediction(&Prediction {
         source: meter.source(),
         tenant: &resp.tenant,
@@ -91,7 +88,7 @@ pub async fn record_prediction(
         model_name: &resp.model.name,
         model_version: &resp.model.version,
         tier: &resp.model.tier,
-        region: &region,
+        region,
         latency,
         at: SystemTime::now(),
     });

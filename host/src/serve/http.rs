@@ -87,10 +87,12 @@ async fn eta(
         Err(e) => return e.into_response_with(rid.as_str()),
     };
     let resp = match predict(&app, &rid, req, &mut tenant).await {
-        Ok(body) => match meter_sink::record_prediction(&app, &key, &body, start.elapsed()).await {
-            Ok(()) => (StatusCode::OK, axum::Json(body)).into_response(),
-            Err(e) => e.into_response_with(rid.as_str()),
-        },
+        Ok((body, region)) => {
+            match meter_sink::record_prediction(&app, &key, &body, &region, start.elapsed()).await {
+                Ok(()) => (StatusCode::OK, axum::Json(body)).into_response(),
+                Err(e) => e.into_response_with(rid.as_str()),
+            }
+        }
         Err(e) => e.into_response_with(rid.as_str()),
     };
     app.metrics
@@ -99,13 +101,13 @@ async fn eta(
 }
 
 /// `tenant` is set as soon as the request is known to come from a registered tenant
-/// (the metrics label).
+/// (the metrics label). The answer comes with the tenant's region, for its usage event.
 async fn predict(
     app: &Arc<App>,
     rid: &RequestId,
     req: Request,
     tenant: &mut String,
-) -> Result<EtaResponse, ApiError> {
+) -> Result<(EtaResponse, String), ApiError> {
     let (parts, body) = req.into_parts();
     let org = app.identity.check(&parts.headers).inspect_err(|e| {
         app.metrics.identity_refused(e.error);
@@ -189,7 +191,7 @@ async fn predict(
             "internal: the model returned a wrong number of predictions",
         ));
     }
-    Ok(EtaResponse {
+    let body = EtaResponse {
         predictions: outcome
             .predictions
             .iter()
@@ -202,7 +204,8 @@ async fn predict(
         },
         tenant: route.org_id,
         request_id: rid.as_str().to_string(),
-    })
+    };
+    Ok((body, route.region))
 }
 
 async fn read_body(

@@ -7,7 +7,7 @@
 use super::error::ApiError;
 use crate::registry::watch::Watcher;
 use axum::http::StatusCode;
-use bulkhead_registry::{ModelRef, Registry, Status, Tier};
+use bulkhead_registry::{ModelRef, Registry, Status, Tenant, Tier};
 use std::sync::Arc;
 
 /// What a request of one tenant needs from the registry.
@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct TenantRoute {
     pub org_id: String,
     pub tier: Tier,
+    /// The tenant's region (its usage events carry it).
+    pub region: String,
     pub model: ModelRef,
     pub max_concurrency: u32,
 }
@@ -59,7 +61,7 @@ impl Tenants {
 
     /// The route of a verified tenant, or the refusal.
     pub fn route(&self, org_id: &str) -> Result<TenantRoute, ApiError> {
-        let (_, reg) = self.registry();
+        let reg = Arc::clone(&self.watcher.current().registry);
         let t = reg.tenant(org_id).ok_or_else(|| {
             ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -86,12 +88,7 @@ impl Tenants {
                 ),
             ));
         }
-        Ok(TenantRoute {
-            org_id: t.org_id.to_string(),
-            tier: t.tier,
-            model: t.model.clone(),
-            max_concurrency: t.max_concurrency,
-        })
+        Ok(route_of(&t))
     }
 
     /// Active tenants this host serves.
@@ -104,13 +101,18 @@ impl Tenants {
                     .as_ref()
                     .is_none_or(|p| &t.data_plane_spec.cluster == p)
             })
-            .map(|t| TenantRoute {
-                org_id: t.org_id.to_string(),
-                tier: t.tier,
-                model: t.model.clone(),
-                max_concurrency: t.max_concurrency,
-            })
+            .map(|t| route_of(&t))
             .collect()
+    }
+}
+
+fn route_of(t: &Tenant<'_>) -> TenantRoute {
+    TenantRoute {
+        org_id: t.org_id.to_string(),
+        tier: t.tier,
+        region: t.region.to_string(),
+        model: t.model.clone(),
+        max_concurrency: t.max_concurrency,
     }
 }
 

@@ -56,6 +56,29 @@ pub fn initialised() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// [`initialised`], plus the registry's models trained on the committed slice of the data
+/// set (`bulkhead model seed`) in `<dir>/data-plane`.
+pub fn seeded() -> (tempfile::TempDir, PathBuf) {
+    let wasm = bulkhead::models::plugin::eta_forecaster_wasm().unwrap();
+    let flights = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/flights.csv");
+    let (dir, reg) = initialised();
+    let state = dir.path().to_str().unwrap();
+    ok(
+        &reg,
+        &[
+            "--state-dir",
+            state,
+            "model",
+            "seed",
+            "--flights",
+            flights.to_str().unwrap(),
+            "--plugin",
+            wasm.to_str().unwrap(),
+        ],
+    );
+    (dir, reg)
+}
+
 pub fn doc(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }

@@ -32,8 +32,7 @@ use bulkhead_e2e::host_bin::bulkhead_binary;
 use bulkhead_testkit::keys::{self, Alg};
 use bulkhead_testkit::{Envoy, Response, forge, http_get, http_request};
 use proxy_wasm_harness::workspace_root;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 
 /// One flight: Newark → Chicago O'Hare in January, scheduled 06:00, 719 miles.
@@ -98,28 +97,7 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 
 /// A TLS client config trusting `ca`, presenting `(cert, key)` if given.
 fn tls_client(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
-    let certs = |p: &Path| -> Vec<CertificateDer<'static>> {
-        CertificateDer::pem_file_iter(p)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in certs(ca) {
-        roots.add(c).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    Arc::new(match identity {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(certs(cert), PrivateKeyDer::from_pem_file(key).unwrap())
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    })
+    bulkhead_testkit::tls::client_config(ca, identity).unwrap()
 }
 
 /// One HTTP/1.1 exchange over TLS with `127.0.0.1:port` (SNI and certificate name
