@@ -9,7 +9,7 @@ WASM_DIR := target/$(WASM_TARGET)/release
 FILTERS := jwt-auth-filter tenant-router-filter rate-limit-filter
 # Model plugins are components (wasm32-wasip2); the hostile one exists for the tests.
 PLUGIN_TARGET := wasm32-wasip2
-PLUGINS := eta-forecaster-plugin bulkhead-hostile-plugin
+PLUGINS := eta-forecaster-plugin demand-forecaster-plugin bulkhead-hostile-plugin
 ORG ?=
 
 .PHONY: run test deps wasm build lint unit e2e token istio validate bench-edge bench-host clean data

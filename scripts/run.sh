@@ -80,16 +80,17 @@ doc["tenants"] = {org: t for org, t in doc["tenants"].items()
                   if doc["data_planes"][t["data_plane"]]["cluster"] == cluster}
 json.dump(doc, sys.stdout, indent=2)
 PY
-  echo "models for $h ($dir):"
-  "$BIN" model --data-dir "$dir" seed --flights "$STATE/data/flights.csv" \
-    --plugin "$PLUGIN" --from-registry "$dir/seed-registry.json" | sed 's/^/  /'
-  # The feature stores: each of this host's tenants from its own flights, plus weather.
+  # The feature stores first (each of this host's tenants from its own flights, its
+  # fleet, plus public weather): training looks weather and aircraft up in them.
   mapfile -t tenant_args < <(python3 -c 'import json, sys
 for org in json.load(open(sys.argv[1]))["tenants"]:
     print("--tenant"); print(org)' "$dir/seed-registry.json")
   echo "feature stores for $h:"
   "$BIN" features --data-dir "$dir" load --flights "$STATE/data/flights.csv" \
     "${tenant_args[@]}" | sed 's/^/  /'
+  echo "models for $h ($dir):"
+  "$BIN" model --data-dir "$dir" seed --flights "$STATE/data/flights.csv" \
+    --plugin "$PLUGIN" --from-registry "$dir/seed-registry.json" | sed 's/^/  /'
 done
 
 "$BIN" envoy-config --template envoy/edge.yaml \

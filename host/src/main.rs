@@ -152,7 +152,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Model(args) => model_cli::run(&cli.state_dir, args)?,
         Cmd::Features(args) => features_cli::run(&cli.state_dir, &registry, args)?,
         Cmd::Registry(cmd) => registry_cli::run_registry(&registry, &cli.state_dir, cmd)?,
-        Cmd::Train(args) => model_cli::run_train(&cli.state_dir, *args)?,
+        Cmd::Train(args) => model_cli::run_train(&cli.state_dir, &registry, *args)?,
         Cmd::Tenant(cmd) => registry_cli::run_tenant(&registry, cmd)?,
         Cmd::Meter(cmd) => meter_cli::run(&cli.state_dir, &registry, cmd)?,
     }

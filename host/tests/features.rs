@@ -28,6 +28,7 @@ fn flight(month: u8) -> Example {
         distance: 719.0,
         dep_delay: None,
         sched_block: None,
+        conditions: Default::default(),
         eta: 140.0,
     }
 }
@@ -63,8 +64,8 @@ fn lookups_answer_from_the_verified_tenants_store_only() {
     }
     // DL flew EWR-ORD twice in its training months; AA has a store without that lane.
     let features = data_dir.join("features");
-    build_tenant(&features, "DL", &[flight(1), flight(2)]).unwrap();
-    build_tenant(&features, "AA", &[]).unwrap();
+    build_tenant(&features, "DL", &[flight(1), flight(2)], &[]).unwrap();
+    build_tenant(&features, "AA", &[], &[]).unwrap();
     let weather = dir.path().join("weather.csv");
     std::fs::write(
         &weather,

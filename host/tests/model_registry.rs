@@ -374,7 +374,7 @@ fn a_writer_killed_between_steps_leaves_a_registry_that_loads() {
             &[
                 "train",
                 "--tenant",
-                "UA",
+                "US",
                 "--data",
                 flights.to_str().unwrap(),
                 "--plugin",
@@ -387,7 +387,7 @@ fn a_writer_killed_between_steps_leaves_a_registry_that_loads() {
             crash_at,
         )
     };
-    // (crash point, gate threshold): 50% promotes UA's candidate, 1% refuses it.
+    // (crash point, gate threshold): 50% promotes US's candidate, 1% refuses it.
     let cases = [
         ("publish:artifact-written", "50"),
         ("publish:manifest-written", "50"),
@@ -401,8 +401,8 @@ fn a_writer_killed_between_steps_leaves_a_registry_that_loads() {
         let dir = tempfile::tempdir().unwrap();
         let store = ModelStore::open(dir.path()).unwrap();
         publish(&store, "eta-global", "*", &[PRODUCTION]);
-        let v1 = publish(&store, "eta-UA", "UA", &[PRODUCTION]);
-        let before = store.history("eta-UA").unwrap().len();
+        let v1 = publish(&store, "eta-US", "US", &[PRODUCTION]);
+        let before = store.history("eta-US").unwrap().len();
 
         let out = train(dir.path(), Some(point), max_mape);
         assert!(
@@ -412,10 +412,10 @@ fn a_writer_killed_between_steps_leaves_a_registry_that_loads() {
         );
         // The registry loads; production serves an intact version: the old one, the new
         // one or (after a refused candidate) the pooled one.
-        let serving = assert_loads_and_serves(&store, "eta-UA");
+        let serving = assert_loads_and_serves(&store, "eta-US");
         assert!(
-            serving == format!("eta-UA@{v1}")
-                || serving.starts_with("eta-UA@")
+            serving == format!("eta-US@{v1}")
+                || serving.starts_with("eta-US@")
                 || serving.starts_with("eta-global@"),
             "{point}: {serving}"
         );
@@ -426,14 +426,14 @@ fn a_writer_killed_between_steps_leaves_a_registry_that_loads() {
             "{point}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let serving = assert_loads_and_serves(&store, "eta-UA");
-        let h = store.history("eta-UA").unwrap();
+        let serving = assert_loads_and_serves(&store, "eta-US");
+        let h = store.history("eta-US").unwrap();
         assert!(h.len() > before, "{point}: history {h:?}");
         if max_mape == "50" {
-            assert!(serving.starts_with("eta-UA@"), "{point}: {serving}");
+            assert!(serving.starts_with("eta-US@"), "{point}: {serving}");
             assert_eq!(
                 h.last().unwrap().to.as_deref(),
-                Some(store.resolve("eta-UA", PRODUCTION).unwrap().version()),
+                Some(store.resolve("eta-US", PRODUCTION).unwrap().version()),
                 "{point}"
             );
         } else {

@@ -125,3 +125,96 @@ fn seed_list_show_fit_promote() {
     let (ok, _, err) = bulkhead(&data, &["promote", "eta-DL", "1", "--alias", "canary"]);
     assert!(!ok && err.contains("does not match its manifest"), "{err}");
 }
+
+/// `bulkhead train` bills each tenant model it fits: one `training_seconds` event per
+/// fitted candidate (promoted or not), none for the pooled model, in its own meter log; `bulkhead meter aggregate` turns them into training hours.
+#[test]
+fn train_meters_each_tenant_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dp");
+    let plugin = bulkhead::models::plugin::eta_forecaster_wasm().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+            .args(args)
+            .env("BULKHEAD_DATA_DIR", &data)
+            .env("BULKHEAD_STATE_DIR", dir.path().join("state"))
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        stdout
+    };
+    let table = run(&[
+        "train",
+        "--all",
+        "--min-train-rows",
+        "100",
+        // The slice is too small for the pooled model to beat "on time".
+        "--allow-global-below-on-time",
+        "--data",
+        slice().to_str().unwrap(),
+        "--plugin",
+        plugin.to_str().unwrap(),
+    ]);
+    let meter = data.join("meter-training");
+    let tail = run(&[
+        "meter",
+        "tail",
+        "-n",
+        "0",
+        "--meter-dir",
+        meter.to_str().unwrap(),
+    ]);
+    let events: Vec<serde_json::Value> = tail
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every tenant row of the table with a version was fitted; `*` is not billed.
+    let fitted: Vec<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("TENANT"))
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() != Some(&"*") && cols.get(2) != Some(&"-")).then(|| cols[0].to_string())
+        })
+        .collect();
+    assert!(fitted.len() >= 10, "{table}");
+    let billed: Vec<String> = events
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(billed, fitted, "{tail}");
+    for e in &events {
+        assert_eq!(e["data"]["metric"], "training_seconds");
+        assert!(e["data"]["quantity"].as_u64().unwrap() >= 1);
+        assert!(e["source"].as_str().unwrap().ends_with("/bulkhead-train"));
+        assert_eq!(
+            e["data"]["request_key"],
+            format!(
+                "{}@{}",
+                e["data"]["model_name"].as_str().unwrap(),
+                e["data"]["model_version"].as_str().unwrap()
+            )
+        );
+    }
+    let period = events[0]["time"].as_str().unwrap()[..7].to_string();
+    let usage = run(&[
+        "meter",
+        "aggregate",
+        "--period",
+        &period,
+        "--meter-dir",
+        meter.to_str().unwrap(),
+    ]);
+    let ua: serde_json::Value = usage
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["tenant"] == "UA")
+        .unwrap();
+    assert!(ua["training_hours"].as_f64().unwrap() > 0.0, "{ua}");
+    assert_eq!(ua["predictions"], 0);
+}

@@ -154,6 +154,7 @@ async fn eta_native_vs_sandbox() {
             distance,
             dep_delay: None,
             sched_block: None,
+            conditions: Default::default(),
             eta: block + f64::from(i % 7),
         });
     }

@@ -80,7 +80,7 @@ fn native(artifact: &[u8]) -> Vec<(f64, f64, f64)> {
                     (k.as_str(), v)
                 })
                 .collect();
-            let e = a.predict(&parse_row(feats).unwrap()).unwrap();
+            let e = a.predict(&parse_row(feats).unwrap().input).unwrap();
             (e.value, e.lower, e.upper)
         })
         .collect()

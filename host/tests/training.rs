@@ -208,22 +208,22 @@ fn the_gate_promotes_a_good_candidate_and_falls_back_otherwise() {
     assert!(e.evaluated_by.unwrap().starts_with("sandbox"));
     assert!(e.global_mape.is_some());
 
-    // A tenant with enough data whose candidate beats global: promoted.
-    let ua = p.train_tenant("UA").unwrap();
-    assert_eq!(ua.decision, "promoted", "{ua:?}");
-    assert!(ua.candidate_mape.unwrap() < ua.global_mape.unwrap());
-    let ua_v = ua.version.clone().unwrap();
-    assert_eq!(ua.serving, format!("eta-UA@{ua_v}"));
+    // A tenant with enough data whose candidate beats global on the slice: promoted.
+    let us = p.train_tenant("US").unwrap();
+    assert_eq!(us.decision, "promoted", "{us:?}");
+    assert!(us.candidate_mape.unwrap() < us.global_mape.unwrap());
+    let us_v = us.version.clone().unwrap();
+    assert_eq!(us.serving, format!("eta-US@{us_v}"));
     assert_eq!(
         store
-            .resolve_serving("eta-UA", PRODUCTION)
+            .resolve_serving("eta-US", PRODUCTION)
             .unwrap()
             .version(),
-        ua_v
+        us_v
     );
 
     // The same tenant retrained by a worse learner (its ETAs 40 minutes late): the new
-    // candidate loses to global on the same rows, so UA falls back to the pool — its old
+    // candidate loses to global on the same rows, so US falls back to the pool — its old
     // version is not left in production by accident.
     let late = |tenant: &str, rows: &[Flight]| {
         let shifted: Vec<Flight> = rows
@@ -241,34 +241,109 @@ fn the_gate_promotes_a_good_candidate_and_falls_back_otherwise() {
         ..SLICE_GATE
     };
     let worse = pipeline(&store, &evaluator, &late, lenient);
-    let r = worse.train_tenant("UA").unwrap();
+    let r = worse.train_tenant("US").unwrap();
     assert_eq!(r.decision, "fallback: worse_than_global", "{r:?}");
     assert!(r.candidate_mape.unwrap() >= r.global_mape.unwrap());
-    assert_eq!(store.resolve_serving("eta-UA", PRODUCTION).unwrap(), global);
-    assert!(!store.aliases("eta-UA").unwrap().contains_key(PRODUCTION));
+    assert_eq!(store.resolve_serving("eta-US", PRODUCTION).unwrap(), global);
+    assert!(!store.aliases("eta-US").unwrap().contains_key(PRODUCTION));
     // A candidate above the absolute threshold falls back too.
     let strict = GateConfig {
         max_mape: 1.0,
         ..SLICE_GATE
     };
     let r = pipeline(&store, &evaluator, &good, strict)
-        .train_tenant("UA")
+        .train_tenant("US")
         .unwrap();
     assert_eq!(r.decision, "fallback: above_threshold", "{r:?}");
 
     // Every move is in the history, with who and why.
-    let h = store.history("eta-UA").unwrap();
+    let h = store.history("eta-US").unwrap();
     let moves: Vec<(Option<&str>, Option<&str>)> = h
         .iter()
         .map(|e| (e.from.as_deref(), e.to.as_deref()))
         .collect();
     assert_eq!(
         moves,
-        [(None, Some(ua_v.as_str())), (Some(ua_v.as_str()), None)]
+        [(None, Some(us_v.as_str())), (Some(us_v.as_str()), None)]
     );
     assert!(
         h.iter()
             .all(|e| e.by == "test" && e.why.starts_with("train:"))
     );
     assert_eq!(h[1].served_by.as_deref(), Some(GLOBAL_MODEL));
+}
+
+/// Weather and aircraft are looked up the same way at training and at serving time:
+/// the trainer featurizes its rows from the tenant's store natively, the plugin looks
+/// them up through `features.lookup` in the sandbox, and the sandbox's holdout MAPE is
+/// exactly the MAPE of the native model over the natively featurized rows. Without the
+/// stores the same model scores differently (the lookups carry weight).
+#[test]
+fn training_and_serving_look_features_up_alike() {
+    use bulkhead::features::{FeatureStores, load};
+    use bulkhead_eta_model::{Artifact, eval};
+    let data_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    let tmp = tempfile::tempdir().unwrap();
+    let features = tmp.path().join("features");
+    let mut data = train::load(&data_dir.join("flights.csv"), None).unwrap();
+    load::build_public(&features, &data_dir.join("weather.csv")).unwrap();
+    let planes = load::read_planes(&data_dir.join("planes.csv")).unwrap();
+    let ua: Vec<Flight> = data
+        .loaded
+        .flights
+        .iter()
+        .filter(|f| f.carrier.as_str() == "UA")
+        .copied()
+        .collect();
+    let rows: Vec<_> = ua.iter().map(|f| f.example).collect();
+    let built = load::build_tenant(&features, "UA", &rows, &load::fleet(&planes, &ua)).unwrap();
+    assert!(built.planes > 100, "{built:?}");
+
+    let cov = data.featurize(&features).unwrap();
+    assert_eq!(cov.flights, data.loaded.flights.len());
+    // Every slice flight's weather hour is in the slice; only UA has a fleet table.
+    assert!(cov.weather > cov.flights * 9 / 10, "{cov:?}");
+    let part = train::partition(&data, train::Scope::parse("UA").unwrap());
+    let ua_aircraft = part
+        .train
+        .iter()
+        .filter(|f| f.example.conditions.aircraft != 0)
+        .count();
+    assert!(ua_aircraft > part.train.len() * 9 / 10, "{ua_aircraft}");
+    assert_eq!(
+        cov.aircraft,
+        ua_aircraft
+            + part
+                .holdout
+                .iter()
+                .filter(|f| f.example.conditions.aircraft != 0)
+                .count()
+    );
+    assert!(
+        part.train
+            .iter()
+            .all(|f| f.example.conditions.weekday.is_some())
+    );
+
+    let artifact = EtaTrainer::default().fit("UA", &part.train).unwrap();
+    let native_model = Artifact::decode(&artifact).unwrap();
+    let holdout: Vec<_> = part.holdout.iter().map(|f| f.example).collect();
+    let native = eval::model_mape(&native_model, &holdout, false).unwrap();
+    let sandboxed = Evaluator::new(plugin())
+        .unwrap()
+        .with_features(std::sync::Arc::new(FeatureStores::new(&features)))
+        .score("eta-UA@test", &artifact, &part.holdout)
+        .unwrap();
+    let m = sandboxed.mape.unwrap();
+    assert!((m - native).abs() < 1e-9, "sandbox {m} vs native {native}");
+    let blind = Evaluator::new(plugin())
+        .unwrap()
+        .score("eta-UA@test", &artifact, &part.holdout)
+        .unwrap()
+        .mape
+        .unwrap();
+    assert!(
+        (blind - native).abs() > 1e-6,
+        "no stores: {blind} vs {native}"
+    );
 }

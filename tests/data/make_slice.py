@@ -5,8 +5,8 @@ Deterministic (no randomness): flights scheduled on two days of every month (the
 the 19th), every k-th row of each carrier on those days in file order so each carrier
 keeps its share (but at least MIN_PER_CARRIER rows when it has them), plus every flight of
 the thinnest carrier (OO, 32 in the year) so thin-data tenants are real in the tests too.
-Then the weather rows of those flights' (origin, hour), the airports they touch, and the
-airlines table. Columns and formats are the originals', so the same loader reads both.
+Then the weather rows of those flights' (origin, hour), the planes they flew, the airports
+they touch, and the airlines table. Columns and formats are the originals', so the same loader reads both.
 
 usage: make_slice.py DATA_DIR [OUT_DIR]   (DATA_DIR as scripts/data.sh leaves it)
 """
@@ -71,6 +71,10 @@ def main():
         wh,
         [r for r in weather if (r[wcol["origin"]], r[wcol["time_hour"]]) in hours],
     )
+
+    ph, planes = read(os.path.join(src, "planes.csv"))
+    tails = {r[col["tailnum"]] for r in kept}
+    write(os.path.join(out, "planes.csv"), ph, [r for r in planes if r[0] in tails])
 
     ah, airports = read(os.path.join(src, "airports.csv"))
     codes = {r[col["origin"]] for r in kept} | {r[col["dest"]] for r in kept}

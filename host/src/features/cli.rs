@@ -32,6 +32,9 @@ pub enum FeaturesCmd {
         /// weather.csv [default: beside --flights].
         #[arg(long)]
         weather: Option<PathBuf>,
+        /// planes.csv (the tenants' fleets) [default: beside --flights].
+        #[arg(long)]
+        planes: Option<PathBuf>,
         /// Only these tenants (carrier codes) [default: every carrier in the data].
         #[arg(long = "tenant", value_name = "ORG")]
         tenants: Vec<String>,
@@ -64,12 +67,14 @@ pub fn run(state_dir: &Path, registry: &Path, args: FeaturesArgs) -> Result<()> 
             flights,
             airports,
             weather,
+            planes,
             tenants,
             postgres,
         } => {
             let beside = |name: &str| flights.parent().unwrap_or(Path::new(".")).join(name);
             let airports = airports.unwrap_or_else(|| beside("airports.csv"));
             let weather = weather.unwrap_or_else(|| beside("weather.csv"));
+            let planes = planes.unwrap_or_else(|| beside("planes.csv"));
             let airports_text = std::fs::read_to_string(&airports)
                 .with_context(|| format!("reading {} (pass --airports)", airports.display()))?;
             let airports = Airports::parse(&airports_text)?;
@@ -97,6 +102,7 @@ pub fn run(state_dir: &Path, registry: &Path, args: FeaturesArgs) -> Result<()> 
                     !tenants.is_empty(),
                 );
             }
+            let planes = load::read_planes(&planes)?;
             let n = load::build_public(&dir, &weather)?;
             println!(
                 "public   weather {n:>7} rows  {}",
@@ -104,11 +110,20 @@ pub fn run(state_dir: &Path, registry: &Path, args: FeaturesArgs) -> Result<()> 
             );
             for carrier in wanted {
                 // The tenant's partition, cut before anything is built from it.
-                let rows = nyc::rows_of(&loaded, &[carrier]);
-                let lanes = load::build_tenant(&dir, carrier.as_str(), &rows)?;
+                let flights: Vec<nyc::Flight> = loaded
+                    .flights
+                    .iter()
+                    .filter(|f| f.carrier == carrier)
+                    .copied()
+                    .collect();
+                let rows: Vec<_> = flights.iter().map(|f| f.example).collect();
+                let fleet = load::fleet(&planes, &flights);
+                let built = load::build_tenant(&dir, carrier.as_str(), &rows, &fleet)?;
                 println!(
-                    "{:<8} lanes   {lanes:>7} rows  (from {} flights)",
+                    "{:<8} lanes   {:>7} rows, planes {:>5}  (from {} flights)",
                     carrier.as_str(),
+                    built.lanes,
+                    built.planes,
                     rows.len()
                 );
             }

@@ -2,17 +2,20 @@
 //!
 //! A tenant's store is built from that tenant's flights only, and only from the training
 //! period (January–October, the months the models train on), so the holdout months
-//! never leak into a feature. Weather is public and goes to the shared store.
+//! never leak into a feature: its lanes, and its fleet (the planes of `planes.csv` its
+//! flights flew). Weather is public and goes to the shared store.
 //!
 //! Each file is built under a temporary name in the same directory, fsynced, then renamed
 //! over the old one (and the directory fsynced): a reader sees the old file or the new
 //! one, never half of one.
 
-use super::schema::{LANES, Table, WEATHER};
+use super::schema::{LANES, PLANES, Table, WEATHER};
 use super::store::{PUBLIC_FILE, TENANTS_DIR, tenant_file};
 use anyhow::{Context, Result, bail};
 use bulkhead_eta_model::Example;
 use bulkhead_eta_model::fit::quantile_sorted;
+use bulkhead_eta_model::nyc::Flight;
+use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -61,34 +64,109 @@ pub fn lanes(rows: &[Example]) -> Vec<Lane> {
         .collect()
 }
 
-/// Writes the tenant's store under `dir`; returns the lanes written.
-pub fn build_tenant(dir: &Path, tenant: &str, rows: &[Example]) -> Result<usize> {
+/// `planes.csv` rows by tail number, as (key, then [`PLANES`]' columns).
+pub type Planes = BTreeMap<String, Vec<Sql>>;
+
+/// The fleet of a tenant: the planes of `planes` that its training flights flew (rows
+/// after [`LAST_TRAINING_MONTH`] are skipped), by tail number.
+pub fn fleet(planes: &Planes, flights: &[Flight]) -> Vec<Vec<Sql>> {
+    let tails: std::collections::BTreeSet<&str> = flights
+        .iter()
+        .filter(|f| f.example.month <= LAST_TRAINING_MONTH)
+        .filter_map(|f| f.tail.as_ref().map(|t| t.as_str()))
+        .collect();
+    tails
+        .into_iter()
+        .filter_map(|t| planes.get(t).cloned())
+        .collect()
+}
+
+/// What [`build_tenant`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Built {
+    pub lanes: usize,
+    pub planes: usize,
+}
+
+/// Writes the tenant's store under `dir`: the lanes of `rows` and the planes of `fleet`
+/// (see [`fleet`]).
+pub fn build_tenant(
+    dir: &Path,
+    tenant: &str,
+    rows: &[Example],
+    fleet: &[Vec<Sql>],
+) -> Result<Built> {
     let Some(path) = tenant_file(dir, tenant) else {
         bail!("tenant id {tenant:?} cannot name a store file");
     };
     let lanes = lanes(rows);
-    let values = lanes.iter().map(|l| {
-        vec![
-            rusqlite::types::Value::Text(l.key.clone()),
-            rusqlite::types::Value::Integer(l.flights),
-            rusqlite::types::Value::Real(l.mean_eta),
-            rusqlite::types::Value::Real(l.p80_eta),
-            l.mean_dep_delay
-                .map_or(rusqlite::types::Value::Null, rusqlite::types::Value::Real),
-            rusqlite::types::Value::Real(l.distance),
-        ]
-    });
-    write_store(&path, &LANES, values)
+    let values: Vec<Vec<Sql>> = lanes
+        .iter()
+        .map(|l| {
+            vec![
+                Sql::Text(l.key.clone()),
+                Sql::Integer(l.flights),
+                Sql::Real(l.mean_eta),
+                Sql::Real(l.p80_eta),
+                l.mean_dep_delay.map_or(Sql::Null, Sql::Real),
+                Sql::Real(l.distance),
+            ]
+        })
+        .collect();
+    let written = write_store(&path, &[(&LANES, values), (&PLANES, fleet.to_vec())])?;
+    Ok(Built {
+        lanes: written.first().copied().unwrap_or(0),
+        planes: written.get(1).copied().unwrap_or(0),
+    })
 }
 
 /// Writes the public store (weather) from `weather.csv`; returns the rows written.
 pub fn build_public(dir: &Path, weather_csv: &Path) -> Result<usize> {
     let rows = read_weather(weather_csv)?;
-    write_store(&dir.join(PUBLIC_FILE), &WEATHER, rows.into_iter())
+    let written = write_store(&dir.join(PUBLIC_FILE), &[(&WEATHER, rows)])?;
+    Ok(written.first().copied().unwrap_or(0))
+}
+
+/// Reads `planes.csv` (`tailnum` and [`PLANES`]' columns; `NA` is NULL).
+pub fn read_planes(path: &Path) -> Result<Planes> {
+    let mut csv =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let headers = csv.headers()?.clone();
+    let at = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("{}: no column `{name}`", path.display()))
+    };
+    let tail = at("tailnum")?;
+    let cols: Vec<(usize, super::schema::Kind)> = PLANES
+        .columns
+        .iter()
+        .map(|&(c, k)| Ok((at(c)?, k)))
+        .collect::<Result<_>>()?;
+    let mut out = Planes::new();
+    for (i, record) in csv.records().enumerate() {
+        let record = record.with_context(|| format!("{} record {}", path.display(), i + 1))?;
+        let Some(key) = record.get(tail).filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let mut row = vec![Sql::Text(key.to_string())];
+        for &(c, kind) in &cols {
+            let v = record.get(c).unwrap_or("NA");
+            row.push(match (kind, v) {
+                (_, "NA" | "") => Sql::Null,
+                (super::schema::Kind::Integer, v) => v.parse().map_or(Sql::Null, Sql::Integer),
+                (super::schema::Kind::Real, v) => v.parse().map_or(Sql::Null, Sql::Real),
+                (super::schema::Kind::Text, v) => Sql::Text(v.to_string()),
+            });
+        }
+        out.insert(key.to_string(), row);
+    }
+    Ok(out)
 }
 
 /// `weather.csv` rows as (key, then [`WEATHER`]'s columns); `NA` is NULL.
-pub fn read_weather(path: &Path) -> Result<Vec<Vec<rusqlite::types::Value>>> {
+pub fn read_weather(path: &Path) -> Result<Vec<Vec<Sql>>> {
     let mut csv =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let headers = csv.headers()?.clone();
@@ -132,11 +210,11 @@ pub fn read_weather(path: &Path) -> Result<Vec<Vec<rusqlite::types::Value>>> {
             int(day)?,
             int(hour)?
         );
-        let mut row = vec![rusqlite::types::Value::Text(key)];
+        let mut row = vec![Sql::Text(key)];
         for &c in &cols {
             row.push(match get(c).parse::<f64>() {
-                Ok(x) if x.is_finite() => rusqlite::types::Value::Real(x),
-                _ => rusqlite::types::Value::Null,
+                Ok(x) if x.is_finite() => Sql::Real(x),
+                _ => Sql::Null,
             });
         }
         out.push(row);
@@ -144,14 +222,11 @@ pub fn read_weather(path: &Path) -> Result<Vec<Vec<rusqlite::types::Value>>> {
     Ok(out)
 }
 
-/// Builds `table` with `rows` into a new file, then renames it over `path`; returns the
-/// rows written. A key seen again is skipped: the data set's weather repeats the local
-/// hour that recurs when daylight saving time ends, and the first reading is kept.
-fn write_store(
-    path: &Path,
-    table: &Table,
-    rows: impl Iterator<Item = Vec<rusqlite::types::Value>>,
-) -> Result<usize> {
+/// Builds each table with its rows into a new file, then renames it over `path`; returns
+/// the rows written per table. A key seen again is skipped: the data set's weather
+/// repeats the local hour that recurs when daylight saving time ends, and the first
+/// reading is kept.
+fn write_store(path: &Path, tables: &[(&Table, Vec<Vec<Sql>>)]) -> Result<Vec<usize>> {
     let parent = path.parent().context("store path has no directory")?;
     fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let tmp = tempfile::Builder::new()
@@ -159,23 +234,25 @@ fn write_store(
         .suffix(".sqlite")
         .tempfile_in(parent)
         .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-    let mut written = 0;
+    let mut written = Vec::with_capacity(tables.len());
     {
         let mut conn = Connection::open(tmp.path())?;
         conn.pragma_update(None, "journal_mode", "OFF")?;
         let tx = conn.transaction()?;
-        tx.execute(&table.create_sql(), [])?;
-        let marks: Vec<&str> = std::iter::repeat_n("?", table.columns.len() + 1).collect();
-        let sql = format!(
-            "INSERT OR IGNORE INTO \"{}\" VALUES ({})",
-            table.name,
-            marks.join(", ")
-        );
-        {
+        for (table, rows) in tables {
+            tx.execute(&table.create_sql(), [])?;
+            let marks: Vec<&str> = std::iter::repeat_n("?", table.columns.len() + 1).collect();
+            let sql = format!(
+                "INSERT OR IGNORE INTO \"{}\" VALUES ({})",
+                table.name,
+                marks.join(", ")
+            );
             let mut stmt = tx.prepare(&sql)?;
+            let mut n = 0;
             for row in rows {
-                written += stmt.execute(params_from_iter(row))?;
+                n += stmt.execute(params_from_iter(row))?;
             }
+            written.push(n);
         }
         tx.commit()?;
         conn.close().map_err(|(_, e)| e)?;

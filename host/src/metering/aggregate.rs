@@ -237,7 +237,8 @@ pub fn records(state: &State, period: &str, registry: Option<&Registry>) -> Vec<
                 period: period.to_string(),
                 predictions: t.predictions,
                 forecast_days: t.forecast_days,
-                training_hours: (t.training_seconds as f64 / 3600.0 * 1000.0).round() / 1000.0,
+                // Six decimals: one billed second (0.000278 h) still shows.
+                training_hours: (t.training_seconds as f64 / 3600.0 * 1e6).round() / 1e6,
                 tier: t.tier.clone(),
                 region: t.region.clone(),
                 plan: reg.map(|r| r.plan.to_string()),

@@ -82,6 +82,8 @@ pub struct Data {
 pub enum KeyKind {
     RequestId,
     IdempotencyKey,
+    /// A training run: the model version it published.
+    TrainingRun,
 }
 
 impl KeyKind {
@@ -89,6 +91,7 @@ impl KeyKind {
         match self {
             KeyKind::RequestId => "request-id",
             KeyKind::IdempotencyKey => "idempotency-key",
+            KeyKind::TrainingRun => "training-run",
         }
     }
 }
@@ -168,6 +171,19 @@ pub struct Prediction<'a> {
     pub at: SystemTime,
 }
 
+/// The facts of one tenant's training run.
+#[derive(Debug, Clone)]
+pub struct Training<'a> {
+    pub source: &'a str,
+    pub tenant: &'a str,
+    pub model_name: &'a str,
+    pub model_version: &'a str,
+    pub tier: &'a str,
+    pub region: &'a str,
+    pub elapsed: Duration,
+    pub at: SystemTime,
+}
+
 impl Event {
     pub fn prediction(p: &Prediction<'_>) -> Event {
         Event {
@@ -186,6 +202,35 @@ impl Event {
                 tier: p.tier.to_string(),
                 region: p.region.to_string(),
                 latency_ms: Some(u64::try_from(p.latency.as_millis()).unwrap_or(u64::MAX)),
+            },
+        }
+    }
+
+    /// A tenant's training run: `seconds` of wall-clock time (rounded up) to fit and
+    /// score `model_name@model_version`. The id derives from the version it published,
+    /// so recording a run twice bills it once.
+    pub fn training(t: &Training<'_>) -> Event {
+        let key = RequestKey {
+            kind: KeyKind::TrainingRun,
+            key: format!("{}@{}", t.model_name, t.model_version),
+        };
+        let seconds = t.elapsed.as_secs() + u64::from(t.elapsed.subsec_nanos() > 0);
+        Event {
+            specversion: SPEC_VERSION.to_string(),
+            id: event_id(t.tenant, Metric::TrainingSeconds, &key),
+            source: t.source.to_string(),
+            subject: t.tenant.to_string(),
+            kind: TYPE_USAGE.to_string(),
+            time: rfc3339(t.at),
+            data: Data {
+                metric: Metric::TrainingSeconds,
+                quantity: seconds,
+                request_key: key.key,
+                model_name: t.model_name.to_string(),
+                model_version: t.model_version.to_string(),
+                tier: t.tier.to_string(),
+                region: t.region.to_string(),
+                latency_ms: None,
             },
         }
     }

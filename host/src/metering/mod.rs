@@ -6,6 +6,7 @@
 //! | [`event`] | the CloudEvent, its deterministic id (tenant + request key), time and period |
 //! | [`log`] | append-only segmented log: crc32-framed records, fsync with group commit, torn-tail recovery |
 //! | [`sink`] | the data plane's meter: `POST /v1/eta` answers only after its event is durable |
+//! | [`training`] | the batch plane's meter: one `training_seconds` event per tenant model `bulkhead train` fits |
 //! | [`aggregate`] | per-tenant usage of a period, exactly once per event id, persisted dedupe state |
 //! | [`reconcile`] | recompute from the raw log, diff against the stored aggregate |
 //! | [`export`] | Stripe billing meter events (NDJSON), no network |
@@ -18,3 +19,4 @@ pub mod export;
 pub mod log;
 pub mod reconcile;
 pub mod sink;
+pub mod training;

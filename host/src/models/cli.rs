@@ -68,21 +68,51 @@ pub struct TrainArgs {
     /// Who runs this, for the alias history [default: $USER].
     #[arg(long)]
     pub by: Option<String>,
+    /// Usage metering: each tenant model fitted appends a `training_seconds` event to
+    /// <DIR>/log (fsynced) [default: <data-dir>/meter-training].
+    #[arg(long, value_name = "DIR")]
+    pub meter_dir: Option<PathBuf>,
+    /// `off` trains without metering (nothing is billed).
+    #[arg(long, value_enum, default_value = "on")]
+    pub meter: crate::serve::cli::MeterMode,
     #[command(flatten)]
     pub store: StoreDir,
 }
 
 /// `bulkhead train`.
-pub fn run_train(state_dir: &Path, args: TrainArgs) -> Result<()> {
+pub fn run_train(state_dir: &Path, registry: &Path, args: TrainArgs) -> Result<()> {
     let store = args.store.open(state_dir)?;
+    let meter = match args.meter {
+        crate::serve::cli::MeterMode::Off => None,
+        crate::serve::cli::MeterMode::On => {
+            let dir = args
+                .meter_dir
+                .clone()
+                .unwrap_or_else(|| crate::metering::training::default_dir(store.root()));
+            Some(
+                crate::metering::training::TrainingMeter::open(&dir).with_context(|| {
+                    format!("opening the training meter log in {}", dir.display())
+                })?,
+            )
+        }
+    };
+    // Tier and region for the usage events (a tenant not in the registry: unknown).
+    let tenants = crate::registry::store::load(registry)
+        .map(|l| l.registry)
+        .inspect_err(|e| tracing::warn!(registry = %registry.display(), "no tenant registry ({e:#}): training events carry tier and region `unknown`"))
+        .ok();
     let flights = args
         .data
         .clone()
         .unwrap_or_else(|| state_dir.join("data").join("flights.csv"));
-    let data = train::load(&flights, args.airports.as_deref())
+    let mut data = train::load(&flights, args.airports.as_deref())
         .with_context(|| format!("loading {} (fetch it: make data)", flights.display()))?;
+    let features = features_dir(&store);
+    let coverage = data.featurize(&features)?;
     let wasm = read_plugin(args.plugin.as_deref())?;
-    let evaluator = Evaluator::new(&wasm)?;
+    let evaluator = Evaluator::new(&wasm)?.with_features(std::sync::Arc::new(
+        crate::features::FeatureStores::new(&features),
+    ));
     let trainer = EtaTrainer::default();
     let p = Pipeline {
         store: &store,
@@ -101,13 +131,32 @@ pub fn run_train(state_dir: &Path, args: TrainArgs) -> Result<()> {
     if args.global || args.all {
         reports.push(p.train_global()?);
     }
-    let tenants = if args.all {
+    let orgs = if args.all {
         data.tenants()
     } else {
         args.tenant.clone()
     };
-    for t in &tenants {
-        reports.push(p.train_tenant(t)?);
+    for t in &orgs {
+        let started = (std::time::Instant::now(), std::time::SystemTime::now());
+        let report = p.train_tenant(t)?;
+        // A run that fitted a candidate is billed to the tenant, pass or fall back (the
+        // pooled model's training is the platform's).
+        if let (Some(m), Some(version)) = (&meter, &report.version) {
+            let reg = tenants.as_ref().and_then(|r| r.tenant(&report.tenant));
+            let tier = reg.map_or("unknown", |r| r.tier.as_str());
+            let region = reg.map_or("unknown", |r| r.region);
+            m.record(crate::metering::event::Training {
+                source: "",
+                tenant: &report.tenant,
+                model_name: &report.model,
+                model_version: version,
+                tier,
+                region,
+                elapsed: started.0.elapsed(),
+                at: started.1,
+            })?;
+        }
+        reports.push(report);
     }
     println!(
         "{} ({} flights, sha256 {}), split: {}; gate: MAPE < {:.1}% and < global, >= {} training rows; scored in the {}",
@@ -119,8 +168,21 @@ pub fn run_train(state_dir: &Path, args: TrainArgs) -> Result<()> {
         p.gate.min_train_rows,
         evaluator.describe()
     );
+    println!(
+        "features from {}: origin weather for {} of {} flights, aircraft for {}",
+        features.display(),
+        coverage.weather,
+        coverage.flights,
+        coverage.aircraft
+    );
     print!("{}", pipeline::table(&reports));
     Ok(())
+}
+
+/// The feature stores beside a model store (`<data-dir>/features`): the ones `serve`
+/// on that data directory reads, so training looks up what serving will.
+fn features_dir(store: &ModelStore) -> PathBuf {
+    store.root().join(crate::features::DIR)
 }
 
 /// The model subcommands of `bulkhead registry`.
@@ -423,7 +485,8 @@ pub fn run(state_dir: &Path, args: ModelArgs) -> Result<()> {
             promote,
         } => {
             let wasm = read_plugin(plugin.as_deref())?;
-            let data = train::load(&data, airports.as_deref())?;
+            let mut data = train::load(&data, airports.as_deref())?;
+            data.featurize(&features_dir(&store))?;
             fit_one(&store, &data, &wasm, &name, &tenant, promote, false)
         }
         ModelCmd::Promote {
@@ -458,7 +521,8 @@ pub fn run(state_dir: &Path, args: ModelArgs) -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("bundled registry: {}", e.message))?,
             };
             let wasm = read_plugin(plugin.as_deref())?;
-            let data = train::load(&flights, airports.as_deref())?;
+            let mut data = train::load(&flights, airports.as_deref())?;
+            data.featurize(&features_dir(&store))?;
             for (name, tenant) in seed_plan(&registry)? {
                 fit_one(&store, &data, &wasm, &name, &tenant, true, true)?;
             }
@@ -522,6 +586,7 @@ fn fit_one(
         && cur.manifest.artifact.sha256 == sha256_hex(&t.artifact)
         && cur.manifest.plugin.sha256 == sha256_hex(wasm)
         && cur.manifest.trained_on.data_sha256 == t.trained_on.data_sha256
+        && cur.manifest.trained_on.rows_sha256 == t.trained_on.rows_sha256
     {
         println!("{name}: production version {} is up to date", cur.version());
         return Ok(());

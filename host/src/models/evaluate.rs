@@ -5,15 +5,17 @@
 //! The one place that turns flights into the sandbox's input is [`to_input`]; the one
 //! place that reads its output is [`point_and_interval`].
 
+use crate::features::FeatureStores;
 use crate::sandbox::{
-    Batch, BatchBuilder, BatchError, CallContext, Limits, ModelSource, NoFeatures, Prediction,
-    Sandbox, SandboxConfig, Value,
+    Batch, BatchBuilder, BatchError, CallContext, FeatureSource, Limits, ModelSource, NoFeatures,
+    Prediction, Sandbox, SandboxConfig, Value,
 };
 use anyhow::{Context, Result};
 use bulkhead_eta_model::nyc::Flight;
 use bulkhead_eta_model::schema::{
-    DEP_DELAY, DEST, DISTANCE, MONTH, ORIGIN, SCHED_BLOCK, SCHED_DEP_HOUR,
+    Code, DEP_DELAY, DEST, DISTANCE, MONTH, ORIGIN, SCHED_BLOCK, SCHED_DEP, SCHED_DEP_HOUR, TAILNUM,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +23,9 @@ use std::time::Duration;
 pub const BATCH_ROWS: usize = 2_000;
 
 /// Flights as the sandbox's input: the features a caller sends at serving time (the
-/// scheduled block time, the departure delay only when `with_dep_delay`), as one column batch. THE conversion:
-/// adapt here when the sandbox's input type changes.
+/// scheduled departure and block time, the tail number, the departure delay only when
+/// `with_dep_delay`), as one column batch; the plugin looks up the rest. THE
+/// conversion: adapt here when the sandbox's input type changes.
 pub fn to_input(flights: &[Flight], with_dep_delay: bool) -> Result<Batch, BatchError> {
     let mut b = BatchBuilder::new();
     for f in flights {
@@ -36,6 +39,10 @@ pub fn to_input(flights: &[Flight], with_dep_delay: bool) -> Result<Batch, Batch
         // The schedule is known before departure, as at serving time.
         if let Some(block) = e.sched_block {
             b.set(SCHED_BLOCK, Value::Number(block))?;
+        }
+        b.set(SCHED_DEP, Value::Category(f.sched_dep.to_string()))?;
+        if let Some(t) = &f.tail {
+            b.set(TAILNUM, Value::Category(t.as_str().to_string()))?;
         }
         if with_dep_delay && let Some(d) = e.dep_delay {
             b.set(DEP_DELAY, Value::Number(d))?;
@@ -73,6 +80,8 @@ pub struct Evaluator {
     plugin: Arc<[u8]>,
     plugin_sha256: String,
     rt: tokio::runtime::Runtime,
+    /// Where each tenant's rows look their features up (none: nothing is found).
+    features: Option<Arc<FeatureStores>>,
 }
 
 impl Evaluator {
@@ -89,7 +98,15 @@ impl Evaluator {
             plugin_sha256: super::store::sha256_hex(plugin),
             plugin: Arc::from(plugin),
             rt,
+            features: None,
         })
+    }
+
+    /// Rows look their features up in their own tenant's store in `stores`, as requests
+    /// of that tenant do when served.
+    pub fn with_features(mut self, stores: Arc<FeatureStores>) -> Evaluator {
+        self.features = Some(stores);
+        self
     }
 
     /// `sandbox: eta-forecaster plugin sha256 <hex>`, for the evaluation record.
@@ -138,16 +155,36 @@ impl Evaluator {
             timeout: Duration::from_secs(10),
             ..Limits::default()
         };
-        let mut out = Vec::with_capacity(flights.len());
-        for chunk in flights.chunks(BATCH_ROWS) {
-            let ctx = CallContext::new("evaluation", "evaluation", Arc::new(NoFeatures))
-                .with_limits(limits.clone());
-            let rows = to_input(chunk, with_dep_delay)?;
-            let res = self
-                .rt
-                .block_on(self.sandbox.predict(source, ctx, rows))
-                .map_err(|e| anyhow::anyhow!("{}: {}", source.label, e.message))?;
-            out.extend(point_and_interval(&res.predictions));
+        // Each tenant's rows are scored in calls of their own, with that tenant's store.
+        let mut by_tenant: BTreeMap<Code, Vec<usize>> = BTreeMap::new();
+        for (i, f) in flights.iter().enumerate() {
+            by_tenant.entry(f.carrier).or_default().push(i);
+        }
+        let mut out: Vec<Point> = vec![(f64::NAN, None); flights.len()];
+        for (tenant, rows) in by_tenant {
+            let features: Arc<dyn FeatureSource> = match &self.features {
+                Some(s) => s.for_tenant(tenant.as_str()),
+                None => Arc::new(NoFeatures),
+            };
+            for chunk in rows.chunks(BATCH_ROWS) {
+                let ctx = CallContext::new(tenant.as_str(), "evaluation", Arc::clone(&features))
+                    .with_limits(limits.clone());
+                let picked: Vec<Flight> = chunk
+                    .iter()
+                    .filter_map(|&i| flights.get(i))
+                    .copied()
+                    .collect();
+                let input = to_input(&picked, with_dep_delay)?;
+                let res = self
+                    .rt
+                    .block_on(self.sandbox.predict(source, ctx, input))
+                    .map_err(|e| anyhow::anyhow!("{}: {}", source.label, e.message))?;
+                for (&i, p) in chunk.iter().zip(point_and_interval(&res.predictions)) {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = p;
+                    }
+                }
+            }
         }
         Ok(out)
     }

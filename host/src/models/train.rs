@@ -9,6 +9,8 @@
 //! on what a trainer was handed.
 
 use super::store::{Evaluation, TrainedOn};
+use crate::features::FeatureStores;
+use crate::features::featurize::{Coverage, featurize};
 use anyhow::{Context, Result, bail};
 use bulkhead_eta_model::eval;
 use bulkhead_eta_model::fit::{Example, FitConfig, fit};
@@ -63,6 +65,20 @@ pub fn load(flights: &Path, airports: Option<&Path>) -> Result<Data> {
 }
 
 impl Data {
+    /// Looks up every flight's weather and aircraft in its own tenant's store under
+    /// `features_dir` (see [`crate::features::featurize`]); a missing store leaves them
+    /// unknown, as serving from that directory would.
+    pub fn featurize(&mut self, features_dir: &Path) -> Result<Coverage> {
+        if !features_dir.is_dir() {
+            tracing::warn!(
+                dir = %features_dir.display(),
+                "no feature stores: weather and aircraft are unknown to this model (build them: bulkhead features load)"
+            );
+        }
+        let stores = FeatureStores::new(features_dir);
+        featurize(&mut self.loaded.flights, &stores)
+    }
+
     /// Every carrier (tenant) with at least one usable flight, sorted.
     pub fn tenants(&self) -> Vec<String> {
         let set: BTreeSet<String> = self

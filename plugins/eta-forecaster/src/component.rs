@@ -1,7 +1,8 @@
 //! The WIT exports.
 
 use bulkhead_eta_model::artifact::Artifact;
-use bulkhead_eta_model::columns::{Column, predict_columns};
+use bulkhead_eta_model::columns::{Column, PredictError, predict_columns};
+use bulkhead_eta_model::features::{Featurizer, Lookup};
 use bulkhead_eta_model::schema::{self, FEATURES, Kind};
 use std::cell::RefCell;
 
@@ -10,7 +11,31 @@ wit_bindgen::generate!({
     world: "model",
 });
 
-use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec};
+use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec, Value};
+
+/// Feature lookups through the host: it answers from the calling tenant's store only.
+struct HostLookup;
+
+impl Lookup for HostLookup {
+    fn numbers(
+        &mut self,
+        table: &str,
+        key: &str,
+        columns: &[&str],
+    ) -> Result<Option<Vec<Option<f64>>>, String> {
+        let columns: Vec<String> = columns.iter().map(|c| (*c).to_string()).collect();
+        let row = bulkhead::model::features::lookup(table, key, &columns)?;
+        Ok(row.map(|values| {
+            values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Number(x) => Some(x),
+                    Value::Category(_) | Value::Missing => None,
+                })
+                .collect()
+        }))
+    }
+}
 
 thread_local! {
     // A component instance is single-threaded; `load` fills this, `predict` reads it.
@@ -64,8 +89,12 @@ impl Guest for Plugin {
                 };
                 (c.name.as_str(), column)
             });
-            let etas = predict_columns(model, batch.rows as usize, columns)
-                .map_err(|e| ModelError::BadInput(e.to_string()))?;
+            let mut features = Featurizer::new(HostLookup);
+            let etas = predict_columns(model, batch.rows as usize, columns, &mut features)
+                .map_err(|e| match e {
+                    PredictError::Input(e) => ModelError::BadInput(e.to_string()),
+                    e @ PredictError::Lookup(_) => ModelError::Internal(e.to_string()),
+                })?;
             Ok(Predictions {
                 values: etas.iter().map(|e| e.value).collect(),
                 lower: etas.iter().map(|e| e.lower).collect(),

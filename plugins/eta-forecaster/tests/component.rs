@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use bulkhead_eta_model::fit::{Example, FitConfig, fit};
-use bulkhead_eta_model::schema::Code;
+use bulkhead_eta_model::schema::{Code, Conditions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use wasmtime::component::{Component, Linker, bindgen};
@@ -41,16 +41,32 @@ fn plugin_wasm() -> PathBuf {
     target.join("wasm32-wasip2/release/eta_forecaster_plugin.wasm")
 }
 
-struct Host;
+/// Answers one weather row and one plane, and records what the plugin asked for.
+#[derive(Default)]
+struct Host {
+    asked: Vec<(String, String, Vec<String>)>,
+}
 
 impl bulkhead::model::features::Host for Host {
     fn lookup(
         &mut self,
-        _table: String,
-        _key: String,
-        _columns: Vec<String>,
+        table: String,
+        key: String,
+        columns: Vec<String>,
     ) -> Result<Option<Vec<Value>>, String> {
-        Ok(None)
+        let row = match (table.as_str(), key.as_str()) {
+            // Rain, 1 mile visibility, 25 mph wind: weather class 8.
+            ("weather", "EWR|2013-03-08T08") => Some(vec![
+                Value::Number(0.3),
+                Value::Number(1.0),
+                Value::Number(25.0),
+            ]),
+            // 149 seats: aircraft class 2.
+            ("planes", "N14228") => Some(vec![Value::Number(149.0)]),
+            _ => None,
+        };
+        self.asked.push((table, key, columns));
+        Ok(row)
     }
 }
 
@@ -78,7 +94,15 @@ fn examples() -> Vec<Example> {
             distance,
             dep_delay: Some(dep_delay),
             sched_block: None,
-            eta: block + dep_delay * 0.9 + f64::from(i % 7),
+            conditions: Conditions {
+                weekday: Some((i % 7) as u8),
+                aircraft: (i / 13 % 3) as u8,
+                weather: [1, 1, 8][(i / 5 % 3) as usize],
+            },
+            eta: block
+                + dep_delay * 0.9
+                + f64::from(i % 7)
+                + if i / 5 % 3 == 2 { 30.0 } else { 0.0 },
         });
     }
     v
@@ -149,13 +173,13 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
     let mut linker = Linker::new(&engine);
     Model::add_to_linker::<_, wasmtime::component::HasSelf<Host>>(&mut linker, |h| h).unwrap();
     linker.define_unknown_imports_as_traps(&component).unwrap();
-    let mut store = Store::new(&engine, Host);
+    let mut store = Store::new(&engine, Host::default());
     let model = Model::instantiate(&mut store, &component, &linker).unwrap();
 
     let d = model.call_describe(&mut store).unwrap();
     assert_eq!(d.name, "eta-forecaster");
     assert_eq!(d.interval_level, Some(0.8));
-    assert_eq!(d.features.len(), 7);
+    assert_eq!(d.features.len(), 9);
 
     // Garbage is refused as a bad artifact, not a trap.
     let bad = model.call_load(&mut store, b"not an artifact").unwrap();
@@ -212,6 +236,7 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
                 distance,
                 dep_delay,
                 sched_block: None,
+                conditions: Conditions::default(),
             })
             .unwrap();
         let (value, lower, upper) = (got.values[i], got.lower[i], got.upper[i]);
@@ -231,4 +256,92 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// With `sched_dep` and `tailnum`, the plugin asks the host for the origin's weather in
+/// that local hour and for the plane (each key once per batch), and predicts what the
+/// model predicts natively for the classes those rows give.
+#[test]
+fn plugin_looks_up_weather_and_aircraft_like_training_does() {
+    let engine = Engine::new(&Config::new()).unwrap();
+    let component = Component::from_file(&engine, plugin_wasm()).unwrap();
+    let mut linker = Linker::new(&engine);
+    Model::add_to_linker::<_, wasmtime::component::HasSelf<Host>>(&mut linker, |h| h).unwrap();
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let mut store = Store::new(&engine, Host::default());
+    let model = Model::instantiate(&mut store, &component, &linker).unwrap();
+    let artifact = fit(&examples(), &FitConfig::default()).unwrap();
+    model
+        .call_load(&mut store, &artifact.encode())
+        .unwrap()
+        .unwrap();
+    let cat = |v: &[&str]| {
+        ColumnValues::Categories(Categories {
+            dictionary: v.iter().map(|s| s.to_string()).collect(),
+            codes: (0..v.len() as u32).collect(),
+        })
+    };
+    let column = |name: &str, values| Column {
+        name: name.into(),
+        values,
+    };
+    // Friday 2013-03-08 08:15 (bad weather, known plane), the same hour again, and a
+    // Saturday with no weather row and an unknown plane.
+    let batch = Batch {
+        rows: 3,
+        columns: vec![
+            column("origin", cat(&["EWR", "EWR", "EWR"])),
+            column("dest", cat(&["ORD", "ORD", "ORD"])),
+            column(
+                "sched_dep",
+                cat(&["2013-03-08T08:15", "2013-03-08T08:50", "2013-03-09T08:15"]),
+            ),
+            column("tailnum", cat(&["N14228", "N14228", "N99999"])),
+        ],
+    };
+    let got = model.call_predict(&mut store, &batch).unwrap().unwrap();
+    let asked: Vec<(&str, &str)> = store
+        .data()
+        .asked
+        .iter()
+        .map(|(t, k, _)| (t.as_str(), k.as_str()))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            ("weather", "EWR|2013-03-08T08"),
+            ("planes", "N14228"),
+            ("weather", "EWR|2013-03-09T08"),
+            ("planes", "N99999"),
+        ]
+    );
+    assert_eq!(
+        store.data().asked[0].2,
+        ["precip", "visib", "wind_speed"],
+        "the weather class's columns"
+    );
+    let native = |weekday, aircraft, weather| {
+        artifact
+            .predict(&bulkhead_eta_model::EtaInput {
+                origin: Code::parse("EWR").unwrap(),
+                dest: Code::parse("ORD").unwrap(),
+                month: 3,
+                sched_dep_hour: 8,
+                distance: None,
+                dep_delay: None,
+                sched_block: None,
+                conditions: Conditions {
+                    weekday: Some(weekday),
+                    aircraft,
+                    weather,
+                },
+            })
+            .unwrap()
+            .value
+    };
+    assert_eq!(got.values[0], native(5, 2, 8));
+    assert_eq!(got.values[1], got.values[0]);
+    assert_eq!(got.values[2], native(6, 0, 0));
+    // The learned +30 min of bad weather shows.
+    assert!(got.values[0] - native(5, 2, 1) > 20.0, "{:?}", got.values);
 }

@@ -9,7 +9,7 @@
 //! ```text
 //! offset size
 //!      0    8  magic "BHETAMDL"
-//!      8    2  format version (u16) = 2
+//!      8    2  format version (u16) = 3
 //!     10    2  flags (u16): bit 0 = the schedule modes were fitted; others 0
 //!     12    4  lane count (u32)
 //!     16    4  rows trained on (u32)
@@ -17,9 +17,11 @@
 //!     24  4×B  parameter blocks, one per mode (see [`mode`]):
 //!             [0] nothing known, [1] dep_delay known, [2] sched_block known,
 //!             [3] both known
-//!             B = 4 × (3 + 24 + 12 + 2×BUCKETS) bytes, all f32:
+//!             B = 4 × (3 + 24 + 12 + 7 + 4 + 9 + 2×BUCKETS) bytes, all f32:
 //!             intercept, distance slope, dep_delay slope,
-//!             hour effect[24], month effect[12] (January first),
+//!             effects of each [`Term`] in [`TERMS`] order: hour[24], month[12]
+//!             (January first), weekday[7] (Sunday first), aircraft class[4],
+//!             weather class[9],
 //!             residual low quantile[BUCKETS], residual high quantile[BUCKETS]
 //!      …  32×N lanes, strictly increasing by (origin, dest):
 //!             origin [u8;4], dest [u8;4] (ASCII, zero-padded), rows (u32),
@@ -30,11 +32,12 @@
 //! schedule), which is what lets a model beat "predict on time".
 //! The length must match exactly; every float must be finite.
 
+use crate::features::{AIRCRAFT_CLASSES, WEATHER_CLASSES};
 use crate::schema::{Code, EtaInput, InputError};
 use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"BHETAMDL";
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Flag bit: blocks 2 and 3 were fitted (training rows knew their schedule).
 const FLAG_SCHEDULE: u16 = 1;
 /// Parameter blocks: dep_delay known or not × sched_block known or not.
@@ -48,7 +51,62 @@ pub fn mode(dep_delay: bool, sched_block: bool) -> usize {
 /// Hour buckets for the residual quantiles (the spread of delays grows through the day).
 pub const BUCKETS: usize = 4;
 const HEADER: usize = 24;
-const BLOCK_FLOATS: usize = 3 + 24 + 12 + 2 * BUCKETS;
+const BLOCK_FLOATS: usize = 3 + TERM_EFFECTS + 2 * BUCKETS;
+
+/// The additive terms that are a table of effects indexed by a category of the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term {
+    Hour,
+    Month,
+    Weekday,
+    Aircraft,
+    Weather,
+}
+
+pub const TERMS: [Term; 5] = [
+    Term::Hour,
+    Term::Month,
+    Term::Weekday,
+    Term::Aircraft,
+    Term::Weather,
+];
+/// The effects of every term, in one block.
+const TERM_EFFECTS: usize = 24 + 12 + 7 + AIRCRAFT_CLASSES + WEATHER_CLASSES;
+
+impl Term {
+    /// How many effects the term has.
+    pub const fn size(self) -> usize {
+        match self {
+            Term::Hour => 24,
+            Term::Month => 12,
+            Term::Weekday => 7,
+            Term::Aircraft => AIRCRAFT_CLASSES,
+            Term::Weather => WEATHER_CLASSES,
+        }
+    }
+
+    /// Which effect applies to `row` (`None`: none, e.g. an unknown weekday).
+    pub fn index(self, row: &EtaInput) -> Option<usize> {
+        let i = match self {
+            Term::Hour => usize::from(row.sched_dep_hour),
+            Term::Month => usize::from(row.month.checked_sub(1)?),
+            Term::Weekday => usize::from(row.conditions.weekday?),
+            Term::Aircraft => usize::from(row.conditions.aircraft),
+            Term::Weather => usize::from(row.conditions.weather),
+        };
+        (i < self.size()).then_some(i)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Term::Hour => "hour effect",
+            Term::Month => "month effect",
+            Term::Weekday => "weekday effect",
+            Term::Aircraft => "aircraft effect",
+            Term::Weather => "weather effect",
+        }
+    }
+}
 const BLOCK: usize = 4 * BLOCK_FLOATS;
 const LANE: usize = 16 + 4 * MODES;
 /// A lane table larger than this is refused (the nycflights13 global model has ~220).
@@ -73,6 +131,9 @@ pub struct Params {
     pub dep_delay_slope: f32,
     pub hour: [f32; 24],
     pub month: [f32; 12],
+    pub weekday: [f32; 7],
+    pub aircraft: [f32; AIRCRAFT_CLASSES],
+    pub weather: [f32; WEATHER_CLASSES],
     /// Residual quantiles at (1 - level) / 2 and (1 + level) / 2, per hour bucket;
     /// `lo ≤ 0 ≤ hi`.
     pub lo: [f32; BUCKETS],
@@ -168,16 +229,41 @@ impl Reader<'_> {
 }
 
 impl Params {
+    /// The effects of `term`.
+    pub fn effects(&self, term: Term) -> &[f32] {
+        match term {
+            Term::Hour => &self.hour,
+            Term::Month => &self.month,
+            Term::Weekday => &self.weekday,
+            Term::Aircraft => &self.aircraft,
+            Term::Weather => &self.weather,
+        }
+    }
+
+    pub fn effects_mut(&mut self, term: Term) -> &mut [f32] {
+        match term {
+            Term::Hour => &mut self.hour,
+            Term::Month => &mut self.month,
+            Term::Weekday => &mut self.weekday,
+            Term::Aircraft => &mut self.aircraft,
+            Term::Weather => &mut self.weather,
+        }
+    }
+
     fn read(r: &mut Reader<'_>) -> Result<Params, ArtifactError> {
-        let p = Params {
+        let mut p = Params {
             intercept: r.f32("intercept")?,
             distance_slope: r.f32("distance slope")?,
             dep_delay_slope: r.f32("dep_delay slope")?,
-            hour: r.floats("hour effect")?,
-            month: r.floats("month effect")?,
-            lo: r.floats("interval low")?,
-            hi: r.floats("interval high")?,
+            ..Params::default()
         };
+        for t in TERMS {
+            for x in p.effects_mut(t) {
+                *x = r.f32(t.name())?;
+            }
+        }
+        p.lo = r.floats("interval low")?;
+        p.hi = r.floats("interval high")?;
         if p.lo.iter().any(|&x| x > 0.0) || p.hi.iter().any(|&x| x < 0.0) {
             return Err(err("interval quantiles must satisfy low ≤ 0 ≤ high"));
         }
@@ -189,8 +275,9 @@ impl Params {
         put(self.intercept);
         put(self.distance_slope);
         put(self.dep_delay_slope);
-        self.hour.iter().for_each(|&x| put(x));
-        self.month.iter().for_each(|&x| put(x));
+        for t in TERMS {
+            self.effects(t).iter().for_each(|&x| put(x));
+        }
         self.lo.iter().for_each(|&x| put(x));
         self.hi.iter().for_each(|&x| put(x));
     }
@@ -319,16 +406,11 @@ impl Artifact {
             return Err(InputError(format!("no parameter block {mode}")));
         };
         let f = |x: f32| f64::from(x);
-        let hour = p
-            .hour
-            .get(usize::from(row.sched_dep_hour))
-            .copied()
-            .unwrap_or(0.0);
-        let month = p
-            .month
-            .get(usize::from(row.month.saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0);
+        let terms: f64 = TERMS
+            .iter()
+            .filter_map(|&t| t.index(row).and_then(|i| p.effects(t).get(i)))
+            .map(|&x| f(x))
+            .sum();
         let lane_effect = lane
             .and_then(|l| l.effect.get(mode))
             .copied()
@@ -338,8 +420,7 @@ impl Artifact {
             + f(p.distance_slope) * distance
             + f(p.dep_delay_slope) * dep_delay
             + f(lane_effect)
-            + f(hour)
-            + f(month);
+            + terms;
         // An arrival cannot come before the departure was even scheduled.
         let value = raw.max(1.0);
         let b = bucket(row.sched_dep_hour);

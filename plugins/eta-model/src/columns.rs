@@ -6,7 +6,35 @@
 //! [`schema::check_slots`](crate::schema::check_slots), exactly as a row of named values.
 
 use crate::artifact::{Artifact, Eta};
+use crate::features::{Featurizer, Lookup};
 use crate::schema::{FEATURES, InputError, Slots, Value, check_slots, feature_index};
+use std::fmt;
+
+/// Why a batch got no predictions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PredictError {
+    /// A row the model cannot score (the WIT `bad-input`).
+    Input(InputError),
+    /// A feature lookup failed (the store, not the row: the WIT `internal`).
+    Lookup(String),
+}
+
+impl fmt::Display for PredictError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PredictError::Input(e) => e.fmt(f),
+            PredictError::Lookup(e) => write!(f, "feature lookup: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PredictError {}
+
+impl From<InputError> for PredictError {
+    fn from(e: InputError) -> Self {
+        PredictError::Input(e)
+    }
+}
 
 /// One column, borrowed. `S` is whatever string type the caller holds (`String` from
 /// the WIT bindings, `&str` in tests).
@@ -59,17 +87,20 @@ impl<'a, S: AsRef<str>> Column<'a, S> {
     }
 }
 
-/// Checks and predicts `rows` rows given as named columns, failing the batch on the
-/// first bad row (named by its index). Unknown column names are ignored; a known one
-/// given twice, or a column whose length is not `rows`, is refused.
-pub fn predict_columns<'a, S, I>(
+/// Checks, featurizes (the lookups of `features`) and predicts `rows` rows given as
+/// named columns, failing the batch on the first bad row (named by its index). Unknown
+/// column names are ignored; a known one given twice, or a column whose length is not
+/// `rows`, is refused.
+pub fn predict_columns<'a, S, I, L>(
     model: &Artifact,
     rows: usize,
     columns: I,
-) -> Result<Vec<Eta>, InputError>
+    features: &mut Featurizer<L>,
+) -> Result<Vec<Eta>, PredictError>
 where
     S: AsRef<str> + 'a,
     I: IntoIterator<Item = (&'a str, Column<'a, S>)>,
+    L: Lookup,
 {
     let mut by_feature: [Option<Column<'a, S>>; FEATURES.len()] = [None; FEATURES.len()];
     for (name, column) in columns {
@@ -77,13 +108,14 @@ where
             continue;
         };
         if by_feature[i].is_some() {
-            return Err(InputError(format!("feature `{name}` given twice")));
+            return Err(InputError(format!("feature `{name}` given twice")).into());
         }
         if column.len() != rows {
             return Err(InputError(format!(
                 "column `{name}` has {} values for {rows} rows",
                 column.len()
-            )));
+            ))
+            .into());
         }
         by_feature[i] = Some(column);
     }
@@ -93,10 +125,13 @@ where
         for (slot, column) in slots.iter_mut().zip(&by_feature) {
             *slot = column.as_ref().map(|c| c.value(row));
         }
-        let eta = check_slots(slots)
-            .and_then(|input| model.predict(&input))
-            .map_err(|e| InputError(format!("row {row}: {e}")))?;
-        out.push(eta);
+        let at_row = |e: InputError| InputError(format!("row {row}: {e}"));
+        let checked = check_slots(slots).map_err(at_row)?;
+        let mut input = checked.input;
+        input.conditions = features
+            .conditions(&checked)
+            .map_err(|e| PredictError::Lookup(format!("row {row}: {e}")))?;
+        out.push(model.predict(&input).map_err(at_row)?);
     }
     Ok(out)
 }

@@ -2,7 +2,8 @@
 //! departure delay and one for rows with it.
 //!
 //! ```text
-//! eta ≈ intercept + slope·distance + lane[origin,dest] + hour[h] + month[m] (+ b·dep_delay)
+//! eta ≈ intercept + slope·distance + lane[origin,dest] + hour[h] + month[m]
+//!       + weekday[d] + aircraft[class] + weather[class] (+ b·dep_delay)
 //! ```
 //! The distance line is the global model every lane falls back on; a lane's effect is the
 //! mean of its residuals shrunk toward 0 by `n / (n + k)`, so a lane seen a handful of
@@ -12,8 +13,8 @@
 //! residual (a better centre for percentage errors than the mean), and the interval is
 //! the residuals' empirical quantiles per hour bucket.
 
-use crate::artifact::{Artifact, BUCKETS, Lane, MODES, Params, bucket};
-use crate::schema::{Code, EtaInput, INTERVAL_LEVEL};
+use crate::artifact::{Artifact, BUCKETS, Lane, MODES, Params, TERMS, bucket};
+use crate::schema::{Code, Conditions, EtaInput, INTERVAL_LEVEL};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -28,6 +29,8 @@ pub struct Example {
     pub dep_delay: Option<f64>,
     /// Scheduled block time (minutes), when the schedule is known.
     pub sched_block: Option<f64>,
+    /// Weekday, aircraft and weather classes (see [`crate::features`]).
+    pub conditions: Conditions,
     pub eta: f64,
 }
 
@@ -43,6 +46,7 @@ impl Example {
             dep_delay: if with_dep_delay { self.dep_delay } else { None },
             // The schedule is known before departure: always given.
             sched_block: self.sched_block,
+            conditions: self.conditions,
         }
     }
 }
@@ -51,7 +55,7 @@ impl Example {
 pub struct FitConfig {
     /// k in the lane effect's `n / (n + k)` shrinkage.
     pub lane_shrinkage: f64,
-    /// The same for hour and month effects.
+    /// The same for the hour, month, weekday, aircraft and weather effects.
     pub effect_shrinkage: f64,
     /// Lanes with fewer training rows get no effect of their own.
     pub min_lane_rows: u32,
@@ -151,9 +155,22 @@ pub fn fit(examples: &[Example], cfg: &FitConfig) -> Result<Artifact, FitError> 
             .filter(|&i| knows(i, delay, block))
             .collect()
     };
-    let fit_rows = |rows: &[usize], delay: bool, block: bool| {
-        fit_mode(examples, &lane_of, lanes.len(), rows, delay, block, cfg)
+    // Each row's effect index per term, once.
+    let term_of: Vec<TermIndex> = examples
+        .iter()
+        .map(|e| {
+            let input = e.input(true);
+            TERMS.map(|t| t.index(&input))
+        })
+        .collect();
+    let data = Data {
+        ex: examples,
+        lane_of: &lane_of,
+        term_of: &term_of,
+        n_lanes: lanes.len(),
     };
+    let fit_rows =
+        |rows: &[usize], delay: bool, block: bool| fit_mode(&data, rows, delay, block, cfg);
     let m0 = fit_rows(&rows_for(false, false), false, false);
     let delayed = rows_for(true, false);
     let m1 = if delayed.len() >= MIN_ROWS {
@@ -191,20 +208,41 @@ pub fn fit(examples: &[Example], cfg: &FitConfig) -> Result<Artifact, FitError> 
     })
 }
 
+/// Which effect of each term (in [`TERMS`] order) applies to a row.
+type TermIndex = [Option<usize>; TERMS.len()];
+
+/// The training rows and what is precomputed about them.
+struct Data<'a> {
+    ex: &'a [Example],
+    lane_of: &'a [Option<usize>],
+    term_of: &'a [TermIndex],
+    n_lanes: usize,
+}
+
 /// The current state of one mode's backfitting, in f64.
 struct Fit {
     use_block: bool,
+    use_delay: bool,
     intercept: f64,
     slope: f64,
     delay_slope: f64,
     lane: Vec<f64>,
-    hour: [f64; 24],
-    month: [f64; 12],
+    /// Per term in [`TERMS`] order.
+    terms: [Vec<f64>; TERMS.len()],
+}
+
+/// One row as the backfitting loop sees it.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    e: &'a Example,
+    lane: Option<usize>,
+    terms: &'a TermIndex,
 }
 
 impl Fit {
-    fn predict(&self, e: &Example, lane: Option<usize>, use_delay: bool) -> f64 {
-        let delay = if use_delay {
+    fn predict(&self, r: At<'_>) -> f64 {
+        let e = r.e;
+        let delay = if self.use_delay {
             e.dep_delay.unwrap_or(0.0)
         } else {
             0.0
@@ -215,28 +253,26 @@ impl Fit {
         } else {
             0.0
         };
+        let terms: f64 = self
+            .terms
+            .iter()
+            .zip(r.terms)
+            .filter_map(|(eff, i)| i.and_then(|i| eff.get(i)))
+            .sum();
         offset
             + self.intercept
             + self.slope * e.distance
             + self.delay_slope * delay
-            + lane.and_then(|l| self.lane.get(l)).copied().unwrap_or(0.0)
-            + self
-                .hour
-                .get(usize::from(e.sched_dep_hour))
+            + r.lane
+                .and_then(|l| self.lane.get(l))
                 .copied()
                 .unwrap_or(0.0)
-            + self
-                .month
-                .get(usize::from(e.month.saturating_sub(1)))
-                .copied()
-                .unwrap_or(0.0)
+            + terms
     }
 }
 
 fn fit_mode(
-    ex: &[Example],
-    lane_of: &[Option<usize>],
-    n_lanes: usize,
+    d: &Data<'_>,
     rows: &[usize],
     use_delay: bool,
     use_block: bool,
@@ -244,14 +280,20 @@ fn fit_mode(
 ) -> (Params, Vec<f64>) {
     let mut f = Fit {
         use_block,
+        use_delay,
         intercept: 0.0,
         slope: 0.0,
         delay_slope: if use_delay { 1.0 } else { 0.0 },
-        lane: vec![0.0; n_lanes],
-        hour: [0.0; 24],
-        month: [0.0; 12],
+        lane: vec![0.0; d.n_lanes],
+        terms: TERMS.map(|t| vec![0.0; t.size()]),
     };
-    let get = |i: usize| ex.get(i).map(|e| (e, lane_of.get(i).copied().flatten()));
+    let get = |i: usize| -> Option<At<'_>> {
+        Some(At {
+            e: d.ex.get(i)?,
+            lane: d.lane_of.get(i).copied().flatten(),
+            terms: d.term_of.get(i)?,
+        })
+    };
     // What the terms are fitted to. Against the schedule, the delay is heavy-tailed (most
     // flights within minutes, a few hours late): fitted as is, the tail drags every
     // effect toward the mean delay, where MAPE wants the typical one. So the delay is
@@ -265,8 +307,9 @@ fn fit_mode(
         // Distance line on what the other terms leave.
         let (mut sx, mut sy, mut sxx, mut sxy, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for &i in rows {
-            let Some((e, l)) = get(i) else { continue };
-            let y = target(e) - (f.predict(e, l, use_delay) - f.intercept - f.slope * e.distance);
+            let Some(r) = get(i) else { continue };
+            let e = r.e;
+            let y = target(e) - (f.predict(r) - f.intercept - f.slope * e.distance);
             sx += e.distance;
             sy += y;
             sxx += e.distance * e.distance;
@@ -281,58 +324,57 @@ fn fit_mode(
         };
         f.intercept = (sy - f.slope * sx) / n;
 
-        // Lane, hour and month effects, each on the residual of all the rest.
-        let mut sums = vec![(0.0, 0.0); n_lanes];
+        // Lane effects, then each term's, each on the residual of all the rest.
+        let mut sums = vec![(0.0, 0.0); d.n_lanes];
         for &i in rows {
-            let Some((e, Some(l))) = get(i) else { continue };
-            let r = target(e)
-                - (f.predict(e, Some(l), use_delay) - f.lane.get(l).copied().unwrap_or(0.0));
+            let Some(r) = get(i) else { continue };
+            let Some(l) = r.lane else { continue };
+            let res = target(r.e) - (f.predict(r) - f.lane.get(l).copied().unwrap_or(0.0));
             if let Some(s) = sums.get_mut(l) {
-                s.0 += r;
+                s.0 += res;
                 s.1 += 1.0;
             }
         }
         for (eff, (s, n)) in f.lane.iter_mut().zip(&sums) {
             *eff = s / (n + cfg.lane_shrinkage);
         }
-        let mut hs = [(0.0, 0.0); 24];
-        for &i in rows {
-            let Some((e, l)) = get(i) else { continue };
-            let h = usize::from(e.sched_dep_hour);
-            let own = f.hour.get(h).copied().unwrap_or(0.0);
-            if let Some(s) = hs.get_mut(h) {
-                s.0 += target(e) - (f.predict(e, l, use_delay) - own);
-                s.1 += 1.0;
+        for t in 0..TERMS.len() {
+            let size = f.terms.get(t).map_or(0, Vec::len);
+            let mut sums = vec![(0.0, 0.0); size];
+            for &i in rows {
+                let Some(r) = get(i) else { continue };
+                let Some(k) = r.terms.get(t).copied().flatten() else {
+                    continue;
+                };
+                let own = f
+                    .terms
+                    .get(t)
+                    .and_then(|v| v.get(k))
+                    .copied()
+                    .unwrap_or(0.0);
+                if let Some(s) = sums.get_mut(k) {
+                    s.0 += target(r.e) - (f.predict(r) - own);
+                    s.1 += 1.0;
+                }
             }
-        }
-        for (eff, (s, n)) in f.hour.iter_mut().zip(&hs) {
-            *eff = s / (n + cfg.effect_shrinkage);
-        }
-        let mut ms = [(0.0, 0.0); 12];
-        for &i in rows {
-            let Some((e, l)) = get(i) else { continue };
-            let m = usize::from(e.month.saturating_sub(1));
-            let own = f.month.get(m).copied().unwrap_or(0.0);
-            if let Some(s) = ms.get_mut(m) {
-                s.0 += target(e) - (f.predict(e, l, use_delay) - own);
-                s.1 += 1.0;
+            if let Some(effects) = f.terms.get_mut(t) {
+                for (eff, (s, n)) in effects.iter_mut().zip(&sums) {
+                    *eff = s / (n + cfg.effect_shrinkage);
+                }
             }
-        }
-        for (eff, (s, n)) in f.month.iter_mut().zip(&ms) {
-            *eff = s / (n + cfg.effect_shrinkage);
         }
 
         // The departure delay's slope, on what the rest leaves (intercept re-fitted next).
         if use_delay {
             let (mut sd, mut sr, mut sdd, mut sdr, mut n) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for &i in rows {
-                let Some((e, l)) = get(i) else { continue };
-                let d = e.dep_delay.unwrap_or(0.0);
-                let r = target(e) - (f.predict(e, l, true) - f.delay_slope * d);
-                sd += d;
-                sr += r;
-                sdd += d * d;
-                sdr += d * r;
+                let Some(r) = get(i) else { continue };
+                let dd = r.e.dep_delay.unwrap_or(0.0);
+                let res = target(r.e) - (f.predict(r) - f.delay_slope * dd);
+                sd += dd;
+                sr += res;
+                sdd += dd * dd;
+                sdr += dd * res;
                 n += 1.0;
             }
             let var = sdd - sd * sd / n;
@@ -345,9 +387,7 @@ fn fit_mode(
     // Centre on the median residual, then the interval from the residual quantiles.
     let mut resid: Vec<(usize, f64)> = rows
         .iter()
-        .filter_map(|&i| {
-            get(i).map(|(e, l)| (bucket(e.sched_dep_hour), e.eta - f.predict(e, l, use_delay)))
-        })
+        .filter_map(|&i| get(i).map(|r| (bucket(r.e.sched_dep_hour), r.e.eta - f.predict(r))))
         .collect();
     // The shift that minimises the mean absolute percentage error is the median of the
     // residuals weighted by 1/eta.
@@ -355,8 +395,8 @@ fn fit_mode(
         .iter()
         .filter_map(|&i| get(i))
         .zip(&resid)
-        .filter(|((e, _), _)| e.eta > 0.0)
-        .map(|((e, _), r)| (r.1, 1.0 / e.eta))
+        .filter(|(r, _)| r.e.eta > 0.0)
+        .map(|(r, res)| (res.1, 1.0 / r.e.eta))
         .collect();
     let shift = weighted_median(&mut weighted);
     f.intercept += shift;
@@ -383,20 +423,20 @@ fn fit_mode(
             *hi = h.max(0.0) as f32;
         }
     }
-    let hour = f.hour.map(|x| x as f32);
-    let month = f.month.map(|x| x as f32);
-    (
-        Params {
-            intercept: f.intercept as f32,
-            distance_slope: f.slope as f32,
-            dep_delay_slope: f.delay_slope as f32,
-            hour,
-            month,
-            lo,
-            hi,
-        },
-        f.lane,
-    )
+    let mut params = Params {
+        intercept: f.intercept as f32,
+        distance_slope: f.slope as f32,
+        dep_delay_slope: f.delay_slope as f32,
+        lo,
+        hi,
+        ..Params::default()
+    };
+    for (t, effects) in TERMS.iter().zip(&f.terms) {
+        for (out, x) in params.effects_mut(*t).iter_mut().zip(effects) {
+            *out = *x as f32;
+        }
+    }
+    (params, f.lane)
 }
 
 /// The weighted median of (value, weight) pairs (sorts them); 0 when empty.

@@ -3,6 +3,8 @@
 //!
 //! - [`schema`]: the features a row carries and their checks ([`schema::parse_row`]).
 //! - [`columns`]: rows column by column, as the plugin receives them ([`predict_columns`]).
+//! - [`features`]: the looked-up features (weather, aircraft) and their classes, the same
+//!   code at training and serving time ([`features::Featurizer`]).
 //! - [`artifact`]: the learned parameters, their versioned byte format
 //!   ([`Artifact::decode`] / [`Artifact::encode`]) and [`Artifact::predict`].
 //! - [`fit`]: training ([`fit::fit`]).
@@ -14,19 +16,20 @@
 pub mod artifact;
 pub mod columns;
 pub mod eval;
+pub mod features;
 pub mod fit;
 pub mod nyc;
 pub mod schema;
 
 pub use artifact::{Artifact, ArtifactError, Eta};
-pub use columns::{Column, OwnedColumns, predict_columns};
+pub use columns::{Column, OwnedColumns, PredictError, predict_columns};
+pub use features::{Featurizer, Lookup, NoLookup};
 pub use fit::{Example, FitConfig, fit};
 pub use schema::{EtaInput, InputError, Value, parse_row};
 
-/// One `predict` call of the plugin after `load`: check each row of named values and
-/// predict it, failing the batch on the first bad row (named by its index). The plugin
-/// runs exactly this, so a native caller (the sandbox-overhead benchmark) measures the
-/// same work.
+/// Checks each row of named values and predicts it, failing the batch on the first bad
+/// row (named by its index), with no feature store (looked-up classes stay unknown): for
+/// native callers that hold rows by name.
 pub fn predict_batch<'a, R, F>(model: &Artifact, rows: R) -> Result<Vec<Eta>, InputError>
 where
     R: IntoIterator<Item = F>,
@@ -36,7 +39,7 @@ where
     let mut out = Vec::with_capacity(rows.size_hint().0);
     for (i, row) in rows.enumerate() {
         let eta = parse_row(row)
-            .and_then(|input| model.predict(&input))
+            .and_then(|r| model.predict(&r.input))
             .map_err(|e| InputError(format!("row {i}: {e}")))?;
         out.push(eta);
     }

@@ -7,7 +7,7 @@
 //! the other US airports). Cancelled and diverted flights (no `arr_delay`) are skipped.
 
 use crate::fit::Example;
-use crate::schema::{Code, SCHED_BLOCK_RANGE};
+use crate::schema::{Code, Conditions, LocalTime, MAX_TAILNUM, SCHED_BLOCK_RANGE, weekday};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -144,14 +144,6 @@ impl Airports {
     }
 }
 
-/// Day of week, 0 = Sunday (Sakamoto's method).
-fn weekday(y: i32, m: u32, d: u32) -> u32 {
-    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
-    let y = if m < 3 { y - 1 } else { y };
-    let t = T.get((m as usize).wrapping_sub(1)).copied().unwrap_or(0);
-    (y + y / 4 - y / 100 + y / 400 + t + d as i32).rem_euclid(7) as u32
-}
-
 /// US daylight saving (since 2007): from the second Sunday of March to the first Sunday
 /// of November. By date only: the two changeover nights have no scheduled flights at 2am.
 fn us_dst(y: i32, m: u32, d: u32) -> bool {
@@ -167,10 +159,37 @@ fn us_dst(y: i32, m: u32, d: u32) -> bool {
     }
 }
 
+/// A tail number (1-[`MAX_TAILNUM`] ASCII letters/digits), zero-padded: fixed size so a
+/// [`Flight`] stays `Copy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tail([u8; MAX_TAILNUM]);
+
+impl Tail {
+    pub fn parse(s: &str) -> Option<Tail> {
+        let b = s.as_bytes();
+        if b.is_empty() || b.len() > MAX_TAILNUM || !b.iter().all(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        let mut out = [0u8; MAX_TAILNUM];
+        out.get_mut(..b.len())?.copy_from_slice(b);
+        Some(Tail(out))
+    }
+
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&c| c == 0).unwrap_or(MAX_TAILNUM);
+        std::str::from_utf8(self.0.get(..len).unwrap_or_default()).unwrap_or("")
+    }
+}
+
 /// One usable flight: its carrier (the tenant) and its training row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Flight {
     pub carrier: Code,
+    /// The scheduled departure, local time at the origin.
+    pub sched_dep: LocalTime,
+    pub tail: Option<Tail>,
+    /// Its conditions (`example.conditions`) hold the weekday only until the feature
+    /// lookups fill in the rest (`bulkhead train` does, from the tenant's store).
     pub example: Example,
     /// Scheduled block time in minutes (scheduled arrival − scheduled departure, both in
     /// UTC): what "on time" predicts, the schedule-only baseline. Not a model feature.
@@ -178,20 +197,23 @@ pub struct Flight {
 }
 
 /// The name of [`Flight::canonical`]'s format, recorded next to a digest of rows.
-pub const CANONICAL_ROW_FORMAT: &str = "carrier,origin,dest,month,sched_dep_hour,distance,dep_delay,eta,sched_block\\n (f64 in Rust's shortest round-trip form, NA for none)";
+pub const CANONICAL_ROW_FORMAT: &str = "carrier,origin,dest,month,sched_dep_hour,distance,dep_delay,eta,sched_block,sched_dep,tailnum,weekday,aircraft_class,weather_class\\n (f64 in Rust's shortest round-trip form, NA for none)";
 
 impl Flight {
     /// The row as one canonical line: the bytes a provenance digest is taken over. Every
     /// field the trainer sees, in a fixed order, numbers in Rust's shortest round-trip
     /// form (so two equal rows always serialise alike, and a changed value never does),
-    /// `NA` for a missing delay, ending in `\n`.
+    /// `NA` for a missing value, ending in `\n`. The looked-up classes are part of it:
+    /// they are what the trainer sees of the stores.
     pub fn canonical(&self) -> String {
         let e = &self.example;
+        let c = &e.conditions;
         let delay = e
             .dep_delay
             .map_or_else(|| "NA".to_string(), |d| format!("{d:?}"));
+        let na = |s: Option<String>| s.unwrap_or_else(|| "NA".to_string());
         format!(
-            "{},{},{},{},{},{:?},{},{:?},{:?}\n",
+            "{},{},{},{},{},{:?},{},{:?},{:?},{},{},{},{},{}\n",
             self.carrier,
             e.origin,
             e.dest,
@@ -200,7 +222,12 @@ impl Flight {
             e.distance,
             delay,
             e.eta,
-            self.sched_block
+            self.sched_block,
+            self.sched_dep,
+            na(self.tail.map(|t| t.as_str().to_string())),
+            na(c.weekday.map(|d| d.to_string())),
+            c.aircraft,
+            c.weather,
         )
     }
 }
@@ -262,6 +289,7 @@ pub fn parse_flights(text: &str, airports: &Airports) -> Result<Loaded, DataErro
         col("origin", &csv)?,
         col("dest", &csv)?,
         col("distance", &csv)?,
+        col("tailnum", &csv)?,
     ];
     let mut out = Loaded::default();
     for (n, line) in csv.lines.by_ref() {
@@ -323,8 +351,17 @@ pub fn parse_flights(text: &str, airports: &Airports) -> Result<Loaded, DataErro
             block += 1440.0;
         }
         let hour = (sched_dep / 60.0).floor().min(23.0) as u8;
+        let local = LocalTime {
+            year: u16::try_from(year).map_err(|_| bad("year", 0))?,
+            month: month as u8,
+            day: day as u8,
+            hour,
+            minute: (sched_dep % 60.0) as u8,
+        };
         out.flights.push(Flight {
             carrier,
+            sched_dep: local,
+            tail: Tail::parse(get(11)),
             example: Example {
                 origin,
                 dest,
@@ -334,6 +371,10 @@ pub fn parse_flights(text: &str, airports: &Airports) -> Result<Loaded, DataErro
                 dep_delay,
                 sched_block: Some(block)
                     .filter(|b| (SCHED_BLOCK_RANGE.0..=SCHED_BLOCK_RANGE.1).contains(b)),
+                conditions: Conditions {
+                    weekday: Some(local.weekday()),
+                    ..Conditions::default()
+                },
                 eta: block + arr_delay,
             },
             sched_block: block,
@@ -398,11 +439,11 @@ mod tests {
         let l = parse_flights(flights, &a).unwrap();
         assert_eq!(
             l.flights[0].canonical(),
-            "UA,EWR,LAX,10,6,2454.0,2.5,370.0,360.0\n"
+            "UA,EWR,LAX,10,6,2454.0,2.5,370.0,360.0,2013-10-31T06:00,N1,4,0,0\n"
         );
         assert_eq!(
             l.flights[1].canonical(),
-            "AA,EWR,LAX,11,6,2454.0,NA,355.0,360.0\n"
+            "AA,EWR,LAX,11,6,2454.0,NA,355.0,360.0,2013-11-01T06:00,N1,5,0,0\n"
         );
         let (train, holdout) = time_split(&l.flights);
         assert_eq!((train.len(), holdout.len()), (1, 1));

@@ -2,8 +2,9 @@
 //! Artifact format and model behaviour on synthetic data.
 
 use crate::artifact::{Artifact, MAGIC};
+use crate::features::{Featurizer, NoLookup};
 use crate::fit::{Example, FitConfig, fit};
-use crate::schema::{Code, EtaInput};
+use crate::schema::{Code, Conditions, EtaInput};
 
 fn code(s: &str) -> Code {
     Code::parse(s).unwrap()
@@ -29,6 +30,7 @@ fn synthetic() -> Vec<Example> {
             distance,
             dep_delay: Some(dep_delay),
             sched_block: None,
+            conditions: Conditions::default(),
             eta: block + late + dep_delay + f64::from(i % 5) - 2.0,
         });
     }
@@ -44,6 +46,7 @@ fn input(dest: &str, hour: u8, dep_delay: Option<f64>) -> EtaInput {
         distance: None,
         dep_delay,
         sched_block: None,
+        conditions: Conditions::default(),
     }
 }
 
@@ -210,7 +213,8 @@ mod columns {
         assert!(
             matches!(&dest.1, crate::columns::OwnedColumn::Categories { dictionary, .. } if dictionary.len() == 2)
         );
-        let by_column = predict_columns(&a, cols.rows, cols.view()).unwrap();
+        let by_column =
+            predict_columns(&a, cols.rows, cols.view(), &mut Featurizer::new(NoLookup)).unwrap();
         assert_eq!(by_name, by_column);
         // dep_delay is NaN (missing) in two rows of three, as in the named rows.
         assert_eq!(by_column.len(), 40);
@@ -246,19 +250,15 @@ mod columns {
             cols.push(("month", Column::Numbers(&month)));
             cols.push(("sched_dep_hour", Column::Numbers(&hour)));
             cols.extend(extra);
-            predict_columns(&a, 2, cols)
+            predict_columns(&a, 2, cols, &mut Featurizer::new(NoLookup)).map_err(|e| e.to_string())
         };
         assert_eq!(run(vec![], &[0, 0]).unwrap().len(), 2);
         // A code past the dictionary is a missing value: a required feature missing.
-        let e = run(vec![], &[0, 7]).unwrap_err().0;
+        let e = run(vec![], &[0, 7]).unwrap_err();
         assert_eq!(e, "row 1: missing required feature `dest`");
-        let e = run(vec![("month", Column::Numbers(&month))], &[0, 0])
-            .unwrap_err()
-            .0;
+        let e = run(vec![("month", Column::Numbers(&month))], &[0, 0]).unwrap_err();
         assert_eq!(e, "feature `month` given twice");
-        let e = run(vec![("distance", Column::Numbers(&[5.0]))], &[0, 0])
-            .unwrap_err()
-            .0;
+        let e = run(vec![("distance", Column::Numbers(&[5.0]))], &[0, 0]).unwrap_err();
         assert_eq!(e, "column `distance` has 1 values for 2 rows");
         // NaN marks missing: an optional feature may be missing.
         let out = run(
@@ -286,6 +286,7 @@ fn the_schedule_modes_predict_against_the_schedule() {
             distance: 719.0,
             dep_delay: None,
             sched_block: Some(block),
+            conditions: Conditions::default(),
             eta: block + 10.0,
         });
     }
@@ -316,4 +317,59 @@ fn the_schedule_modes_predict_against_the_schedule() {
     let before = plain.predict(&x).unwrap();
     x.sched_block = Some(500.0);
     assert_eq!(plain.predict(&x).unwrap(), before);
+}
+
+/// Weekday, aircraft and weather classes each get an effect of their own: a synthetic
+/// +15 min on Fridays, +25 min in bad weather (class 8) and -5 min for regional jets
+/// (class 1) are recovered, and rows without the conditions get none of them.
+#[test]
+fn learns_weekday_aircraft_and_weather_effects() {
+    let mut rows = Vec::new();
+    for i in 0..6000u32 {
+        let weekday = (i % 7) as u8;
+        let weather = [1u8, 1, 1, 2, 8][(i % 5) as usize];
+        // Not a function of i % 12 (month, hour): the effects are not aliased.
+        let aircraft = [1u8, 2, 2][(i / 13 % 3) as usize];
+        let eta = 140.0
+            + if weekday == 5 { 15.0 } else { 0.0 }
+            + if weather == 8 { 25.0 } else { 0.0 }
+            + if aircraft == 1 { -5.0 } else { 0.0 };
+        rows.push(Example {
+            origin: code("EWR"),
+            dest: code("ORD"),
+            month: (1 + i % 12) as u8,
+            sched_dep_hour: (6 + i % 12) as u8,
+            distance: 719.0,
+            dep_delay: None,
+            sched_block: None,
+            conditions: Conditions {
+                weekday: Some(weekday),
+                aircraft,
+                weather,
+            },
+            eta,
+        });
+    }
+    let a = fit(&rows, &FitConfig::default()).unwrap();
+    assert_eq!(Artifact::decode(&a.encode()).unwrap(), a);
+    let at = |weekday: Option<u8>, aircraft: u8, weather: u8| {
+        let mut x = input("ORD", 8, None);
+        x.conditions = Conditions {
+            weekday,
+            aircraft,
+            weather,
+        };
+        a.predict(&x).unwrap().value
+    };
+    let base = at(Some(2), 2, 1);
+    assert!((at(Some(5), 2, 1) - base - 15.0).abs() < 1.5, "Friday");
+    assert!((at(Some(2), 2, 8) - base - 25.0).abs() < 1.5, "bad weather");
+    assert!((at(Some(2), 1, 1) - base + 5.0).abs() < 1.5, "regional jet");
+    // An unknown weekday has no effect of its own; unknown classes (0) were never seen
+    // in training, so theirs is 0 too.
+    let unknown = at(None, 0, 0);
+    assert!(
+        unknown.is_finite() && (unknown - base).abs() < 10.0,
+        "{unknown} vs {base}"
+    );
 }

@@ -8,7 +8,7 @@ use bulkhead::sandbox::{
     Batch, CallContext, CodeSource, ColumnValues, ModelSource, NoFeatures, Row, Sandbox,
     SandboxConfig, batch_from_rows,
 };
-use bulkhead_eta_model::{Artifact, Column, predict_columns};
+use bulkhead_eta_model::{Artifact, Column, Featurizer, NoLookup, predict_columns};
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -74,7 +74,9 @@ fn native_call(artifact: &[u8], batch: &Batch, decoded: Option<&Artifact>) -> Re
         };
         (c.name.as_str(), column)
     });
-    let out = predict_columns(model, batch.rows as usize, columns)
+    // The bench rows carry no sched_dep/tailnum: no lookups, as in the sandboxed run.
+    let mut features = Featurizer::new(NoLookup);
+    let out = predict_columns(model, batch.rows as usize, columns, &mut features)
         .map_err(|e| anyhow::anyhow!("predict: {e}"))?;
     Ok(black_box(out).len())
 }
