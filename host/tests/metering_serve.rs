@@ -138,3 +138,37 @@ fn when_the_event_cannot_be_made_durable_the_request_fails_with_503() {
     assert!(j.get("predictions").is_none(), "no prediction leaks out");
     assert!(events(dir.path()).is_empty());
 }
+
+/// Only the rows the model scored are billed: a row error is not, and an answer with no
+/// scored row is no event at all.
+#[test]
+fn row_errors_are_not_billed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _meter) = start(dir.path());
+    let tok = format!("Bearer {}", s.token("DL"));
+    let row = serde_json::json!({"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6});
+    let mut bad = row.clone();
+    bad["refuse"] = serde_json::json!(1);
+    let send = |rid: &str, rows: Vec<serde_json::Value>| {
+        s.post(
+            "/v1/eta",
+            &[
+                ("authorization", &tok),
+                ("x-org-id", "DL"),
+                ("x-request-id", rid),
+            ],
+            &serde_json::to_vec(&serde_json::json!({ "rows": rows })).unwrap(),
+        )
+    };
+    let r = send("mixed", vec![row.clone(), bad.clone(), row.clone()]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json().unwrap()["predictions"][1],
+        serde_json::json!({"error": "refused by the fake"})
+    );
+    let r = send("all-refused", vec![bad.clone(), bad]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let evs = events(dir.path());
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0].data.quantity, 2);
+}

@@ -235,6 +235,7 @@ fn call(tenant: &str, name: &str) -> Call {
             version: PRODUCTION.into(),
         },
         rows: b.finish(),
+        alert_after_minutes: None,
     }
 }
 

@@ -158,6 +158,8 @@ async fn each_hostile_mode_fails_alone_with_its_kind() {
         ("bigoutput", Some(big_slow), ErrorKind::OutputTooLarge),
         ("extra", None, ErrorKind::OutputTooLarge),
         ("short", None, ErrorKind::BadOutput),
+        // A row error for a row that is not there.
+        ("badrowerror", None, ErrorKind::BadOutput),
         ("hostcall_flood", None, ErrorKind::HostCallTooLarge),
         ("logflood", None, ErrorKind::HostCallTooLarge),
         ("badinput", None, ErrorKind::BadInput),
@@ -631,4 +633,23 @@ fn the_sandbox_is_shareable_across_tasks() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Sandbox>();
     send_sync::<bulkhead::sandbox::SandboxError>();
+}
+
+/// A row the model cannot score is a row error, the others are predicted; alerts come
+/// back with their rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_errors_and_alerts_come_back_by_row() {
+    let sb = sandbox();
+    let out = sb
+        .predict(&hostile("rowerror"), ctx("UA"), rows(5))
+        .await
+        .unwrap();
+    assert_eq!(out.predictions.len(), 5);
+    let errors: Vec<u32> = out.errors.iter().map(|e| e.row).collect();
+    assert_eq!(errors, [0, 2, 4]);
+    assert_eq!(out.errors[0].message, "even rows are refused");
+    assert!(out.predictions[0].value.is_nan() && out.predictions[1].value.is_finite());
+    let alerts: Vec<u32> = out.alerts.iter().map(|a| a.row).collect();
+    assert_eq!(alerts, [1, 3]);
+    assert_eq!(out.alerts[0].late_minutes, out.predictions[1].value);
 }

@@ -178,7 +178,7 @@ fn each_tenant_gets_its_own_model_through_the_sandbox() {
         assert_eq!(j["request_id"], "it-1");
         assert_eq!(
             j["model"],
-            json!({"name": model, "version": "1", "tier": tier}),
+            json!({"name": model, "version": "1", "tier": tier, "fallback": false}),
             "{j}"
         );
         let preds = j["predictions"].as_array().unwrap();
@@ -217,33 +217,45 @@ fn each_tenant_gets_its_own_model_through_the_sandbox() {
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(r.json().unwrap()["error"], "model_integrity");
 
-    // A row the model cannot score is the caller's fault.
+    // A row the model cannot score is an error in its place; the others are answered.
+    // A row whose predicted arrival is far past its schedule (it left 90 min late) is an
+    // exception alert, with the reason.
     let tok = s.token("DL");
     let auth = format!("Bearer {tok}");
     let r = s.post(
         "/v1/eta",
         &[("authorization", &auth), ("x-org-id", "DL")],
-        br#"{"rows":[{"origin":"EWR","month":1,"sched_dep_hour":6}]}"#,
+        br#"{"rows":[{"origin":"EWR","month":1,"sched_dep_hour":6},
+                     {"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719},
+                     {"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719,"sched_block":140,"dep_delay":90}]}"#,
     );
-    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json().unwrap();
+    let p = j["predictions"].as_array().unwrap();
+    assert_eq!(
+        p[0],
+        json!({"error": "missing required feature `dest`"}),
+        "{j}"
+    );
+    assert!(p[1]["eta_minutes"].as_f64().unwrap() > 60.0, "{j}");
+    let alerts = j["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{j}");
+    assert_eq!(alerts[0]["row"], 2);
+    assert!(alerts[0]["late_minutes"].as_f64().unwrap() > 15.0, "{j}");
+    let reason = alerts[0]["reason"].as_str().unwrap();
     assert!(
-        r.json().unwrap()["reason"]
-            .as_str()
-            .unwrap()
-            .contains("dest"),
-        "{}",
-        r.text()
+        reason.starts_with("predicted ") && reason.contains("departure delay 90 min (+"),
+        "{j}"
     );
 
     let m = s.get("/metrics").text();
     for needle in [
-        "bulkhead_requests_total{tenant=\"DL\",status=\"200\"} 1",
+        "bulkhead_requests_total{tenant=\"DL\",status=\"200\"} 2",
         "bulkhead_requests_total{tenant=\"AA\",status=\"200\"} 1",
         "bulkhead_model_cache_misses_total{tenant=\"AA\"} 1",
-        "bulkhead_model_cache_hits_total{tenant=\"DL\"} 1",
+        "bulkhead_model_cache_hits_total{tenant=\"DL\"} 2",
         "bulkhead_model_load_seconds_count{tenant=\"AA\"} 1",
         "bulkhead_model_failures_total{tenant=\"FL\",kind=\"integrity\"} 1",
-        "bulkhead_model_failures_total{tenant=\"DL\",kind=\"bad_input\"} 1",
         "bulkhead_model_failures_total{tenant=\"EV\",kind=\"not_owned\"} 1",
         // DL (warmed through EV's pin: the same bytes), AA, the pooled model.
         "bulkhead_model_cache_resident_models 3",

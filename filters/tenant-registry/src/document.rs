@@ -153,6 +153,10 @@ pub struct TenantSpec {
     /// In-flight requests allowed at the data plane. Default: `defaults.max_concurrency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Exception alerts: a shipment predicted later than scheduled by more than this many
+    /// minutes is flagged. Default: [`crate::DEFAULT_ALERT_AFTER_MINUTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_after_minutes: Option<u32>,
     #[serde(default, skip_serializing_if = "is_active")]
     pub status: Status,
     /// Why the tenant is suspended (shown in the 403). Only with `status: suspended`.

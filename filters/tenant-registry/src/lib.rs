@@ -19,4 +19,4 @@ pub use bulkhead_filter_kit::ConfigError;
 pub use document::{
     DataPlaneSpec, Defaults, Document, ModelRef, PlanSpec, RegionSpec, Status, TenantSpec, Tier,
 };
-pub use validate::{Registry, Tenant};
+pub use validate::{DEFAULT_ALERT_AFTER_MINUTES, MAX_ALERT_AFTER_MINUTES, Registry, Tenant};

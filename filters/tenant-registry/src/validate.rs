@@ -33,9 +33,16 @@ pub struct Tenant<'a> {
     pub plan: &'a str,
     pub plan_spec: &'a PlanSpec,
     pub max_concurrency: u32,
+    pub alert_after_minutes: u32,
     pub status: Status,
     pub status_reason: Option<&'a str>,
 }
+
+/// Late by more than this (minutes) is an exception unless the tenant says otherwise: the
+/// US DOT's definition of a late arrival.
+pub const DEFAULT_ALERT_AFTER_MINUTES: u32 = 15;
+/// The largest alert threshold accepted (a day).
+pub const MAX_ALERT_AFTER_MINUTES: u32 = 1440;
 
 impl Registry {
     pub fn parse(bytes: &[u8]) -> Result<Registry, ConfigError> {
@@ -72,6 +79,7 @@ impl Registry {
             plan,
             plan_spec: self.doc.plans.get(plan)?,
             max_concurrency: t.max_concurrency.unwrap_or(d.max_concurrency),
+            alert_after_minutes: t.alert_after_minutes.unwrap_or(DEFAULT_ALERT_AFTER_MINUTES),
             status: t.status,
             status_reason: t.status_reason.as_deref(),
         })
@@ -224,6 +232,14 @@ fn check(doc: &Document) -> Result<(), ConfigError> {
         }
         if let Some(c) = t.max_concurrency {
             check_concurrency(&at("max_concurrency"), c)?;
+        }
+        if let Some(m) = t.alert_after_minutes
+            && !(1..=MAX_ALERT_AFTER_MINUTES).contains(&m)
+        {
+            return Err(err(
+                at("alert_after_minutes"),
+                format!("must be within 1..={MAX_ALERT_AFTER_MINUTES}"),
+            ));
         }
         match (t.status, &t.status_reason) {
             (Status::Active, Some(_)) => {

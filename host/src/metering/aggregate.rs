@@ -316,6 +316,7 @@ pub(crate) mod tests {
             key: key.into(),
         };
         Event::prediction(&Prediction {
+            metric: Metric::Predictions,
             source: "//test",
             tenant,
             key: &k,

@@ -159,6 +159,8 @@ pub fn event_id(tenant: &str, metric: Metric, key: &RequestKey) -> String {
 /// The facts of one successful prediction call.
 #[derive(Debug, Clone)]
 pub struct Prediction<'a> {
+    /// `predictions` (ETA rows) or `forecast_days` (demand lane-days).
+    pub metric: Metric,
     pub source: &'a str,
     pub tenant: &'a str,
     pub key: &'a RequestKey,
@@ -188,13 +190,13 @@ impl Event {
     pub fn prediction(p: &Prediction<'_>) -> Event {
         Event {
             specversion: SPEC_VERSION.to_string(),
-            id: event_id(p.tenant, Metric::Predictions, p.key),
+            id: event_id(p.tenant, p.metric, p.key),
             source: p.source.to_string(),
             subject: p.tenant.to_string(),
             kind: TYPE_USAGE.to_string(),
             time: rfc3339(p.at),
             data: Data {
-                metric: Metric::Predictions,
+                metric: p.metric,
                 quantity: p.rows,
                 request_key: p.key.key.clone(),
                 model_name: p.model_name.to_string(),

@@ -585,7 +585,7 @@ impl Writer {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::metering::event::{KeyKind, Prediction, RequestKey};
+    use crate::metering::event::{KeyKind, Metric, Prediction, RequestKey};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn ev(tenant: &str, key: &str, rows: u64) -> Event {
@@ -594,6 +594,7 @@ mod tests {
             key: key.into(),
         };
         Event::prediction(&Prediction {
+            metric: Metric::Predictions,
             source: "//test",
             tenant,
             key: &k,

@@ -1,13 +1,13 @@
 //! The data plane's end of metering: [`Meter`] (the log `bulkhead serve` appends to) and
-//! [`record_prediction`], which the `POST /v1/eta` handler awaits before it answers.
+//! [`record_usage`], which the `POST /v1/eta` and `/v1/forecast/demand` handlers await
+//! before they answer.
 //! A prediction whose event cannot be made durable is not delivered: the caller gets a
 //! 503 and retries with the same key, which yields the same event id (billing never
 //! silently drops usage, and never bills a retry twice).
 
-use super::event::{Event, Prediction, RequestKey};
+use super::event::{Event, Metric, Prediction, RequestKey};
 use super::log::{Log, LogConfig, LogError, LogStats, Position, Recovery};
 use crate::serve::App;
-use crate::serve::api::EtaResponse;
 use crate::serve::error::ApiError;
 use anyhow::Result;
 use axum::http::StatusCode;
@@ -67,33 +67,46 @@ pub fn request_key(
     RequestKey::of(headers, request_id).map_err(ApiError::bad_request)
 }
 
-/// Appends the usage event of a successful prediction (for a tenant in `region`, from the
-/// same registry revision that routed it) and waits until it is durable.
-/// Without a meter (`--meter off`) it does nothing.
-pub async fn record_prediction(
-    app: &App,
-    key: &RequestKey,
-    resp: &EtaResponse,
-    region: &str,
-    latency: Duration,
-) -> Result<(), ApiError> {
+/// What one answered request used.
+pub struct Usage<'a> {
+    pub metric: Metric,
+    /// Rows (lane-days) the model scored: a row error is not billed.
+    pub quantity: u64,
+    pub tenant: &'a str,
+    pub request_id: &'a str,
+    pub model_name: &'a str,
+    pub model_version: &'a str,
+    pub tier: &'a str,
+    /// The tenant's region, from the same registry revision that routed the request.
+    pub region: &'a str,
+    pub latency: Duration,
+}
+
+/// Appends the usage event of a successful request and waits until it is durable; an
+/// answer with nothing scored is not an event. Without a meter (`--meter off`) it does
+/// nothing.
+pub async fn record_usage(app: &App, key: &RequestKey, u: &Usage<'_>) -> Result<(), ApiError> {
     let Some(meter) = &app.meter else {
         return Ok(());
     };
+    if u.quantity == 0 {
+        return Ok(());
+    }
     let ev = Event::prediction(&Prediction {
+        metric: u.metric,
         source: meter.source(),
-        tenant: &resp.tenant,
+        tenant: u.tenant,
         key,
-        rows: resp.predictions.len() as u64,
-        model_name: &resp.model.name,
-        model_version: &resp.model.version,
-        tier: &resp.model.tier,
-        region,
-        latency,
+        rows: u.quantity,
+        model_name: u.model_name,
+        model_version: u.model_version,
+        tier: u.tier,
+        region: u.region,
+        latency: u.latency,
         at: SystemTime::now(),
     });
     meter.record(&ev).await.map(|_| ()).map_err(|e| {
-        tracing::error!(request_id = %resp.request_id, tenant = %resp.tenant, event_id = %ev.id,
+        tracing::error!(request_id = %u.request_id, tenant = %u.tenant, event_id = %ev.id,
             error = %e, "usage event not durable: the prediction is withheld");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

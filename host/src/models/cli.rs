@@ -39,6 +39,14 @@ pub struct TrainArgs {
     /// Train the pooled model on every tenant's training rows.
     #[arg(long)]
     pub global: bool,
+    /// Train the demand models (`demand-<ORG>`: daily flights per lane, the
+    /// demand-forecaster component) instead of the ETA models; with --all or --tenant.
+    #[arg(long, conflicts_with = "global")]
+    pub demand: bool,
+    /// Gate for --demand: a candidate's holdout WAPE (%) must be below this (and below
+    /// seasonal naive's).
+    #[arg(long, default_value_t = super::demand::DEFAULT_MAX_WAPE, value_name = "PERCENT")]
+    pub max_wape: f64,
     /// Train this tenant's candidate on its rows only (repeatable).
     #[arg(long, value_name = "ORG")]
     pub tenant: Vec<String>,
@@ -51,7 +59,8 @@ pub struct TrainArgs {
     /// airports.csv [default: beside --data].
     #[arg(long)]
     pub airports: Option<PathBuf>,
-    /// The eta-forecaster component [default: target/wasm32-wasip2/release/eta_forecaster_plugin.wasm].
+    /// The eta-forecaster component (with --demand: the demand-forecaster) [default:
+    /// target/wasm32-wasip2/release/eta_forecaster_plugin.wasm, demand_forecaster_plugin.wasm].
     #[arg(long)]
     pub plugin: Option<PathBuf>,
     /// Gate: a candidate's holdout MAPE (%) must be below this.
@@ -101,6 +110,32 @@ pub fn run_train(state_dir: &Path, registry: &Path, args: TrainArgs) -> Result<(
         .map(|l| l.registry)
         .inspect_err(|e| tracing::warn!(registry = %registry.display(), "no tenant registry ({e:#}): training events carry tier and region `unknown`"))
         .ok();
+    let bill = |tenant: &str,
+                model: &str,
+                version: &str,
+                started: (std::time::Instant, std::time::SystemTime)|
+     -> Result<()> {
+        let Some(m) = &meter else { return Ok(()) };
+        let reg = tenants.as_ref().and_then(|r| r.tenant(tenant));
+        m.record(crate::metering::event::Training {
+            source: "",
+            tenant,
+            model_name: model,
+            model_version: version,
+            tier: reg.map_or("unknown", |r| r.tier.as_str()),
+            region: reg.map_or("unknown", |r| r.region),
+            elapsed: started.0.elapsed(),
+            at: started.1,
+        })?;
+        Ok(())
+    };
+    if args.demand {
+        let flights = args
+            .data
+            .clone()
+            .unwrap_or_else(|| state_dir.join("data").join("flights.csv"));
+        return run_train_demand(&store, &flights, &args, &bill);
+    }
     let flights = args
         .data
         .clone()
@@ -141,20 +176,8 @@ pub fn run_train(state_dir: &Path, registry: &Path, args: TrainArgs) -> Result<(
         let report = p.train_tenant(t)?;
         // A run that fitted a candidate is billed to the tenant, pass or fall back (the
         // pooled model's training is the platform's).
-        if let (Some(m), Some(version)) = (&meter, &report.version) {
-            let reg = tenants.as_ref().and_then(|r| r.tenant(&report.tenant));
-            let tier = reg.map_or("unknown", |r| r.tier.as_str());
-            let region = reg.map_or("unknown", |r| r.region);
-            m.record(crate::metering::event::Training {
-                source: "",
-                tenant: &report.tenant,
-                model_name: &report.model,
-                model_version: version,
-                tier,
-                region,
-                elapsed: started.0.elapsed(),
-                at: started.1,
-            })?;
+        if let Some(version) = &report.version {
+            bill(&report.tenant, &report.model, version, started)?;
         }
         reports.push(report);
     }
@@ -176,6 +199,73 @@ pub fn run_train(state_dir: &Path, registry: &Path, args: TrainArgs) -> Result<(
         coverage.aircraft
     );
     print!("{}", pipeline::table(&reports));
+    Ok(())
+}
+
+/// When a run started (for its duration, and its event's time).
+type Started = (std::time::Instant, std::time::SystemTime);
+/// Records a tenant's training run: (tenant, model, version, started).
+type Bill<'a> = dyn Fn(&str, &str, &str, Started) -> Result<()> + 'a;
+
+/// `bulkhead train --demand`: each tenant's demand model, billed like the ETA ones.
+fn run_train_demand(
+    store: &ModelStore,
+    flights: &Path,
+    args: &TrainArgs,
+    bill: &Bill<'_>,
+) -> Result<()> {
+    use super::demand::{self, DemandGate, DemandTraining};
+    let data = demand::load(flights)
+        .with_context(|| format!("loading {} (fetch it: make data)", flights.display()))?;
+    let path = args
+        .plugin
+        .clone()
+        .unwrap_or_else(|| plugin::default_path_of(plugin::DEMAND));
+    let wasm = std::fs::read(&path).with_context(|| {
+        format!(
+            "reading the demand-forecaster plugin {} (build it: cargo build -p {} --target {} --release)",
+            path.display(),
+            plugin::DEMAND.package,
+            plugin::TARGET
+        )
+    })?;
+    let evaluator = Evaluator::for_plugin(bulkhead_demand_model::PLUGIN_NAME, &wasm)?;
+    let run = DemandTraining {
+        store,
+        data: &data,
+        plugin_wasm: &wasm,
+        evaluator: &evaluator,
+        gate: DemandGate {
+            max_wape: args.max_wape,
+            min_train_flights: args.min_train_rows,
+        },
+        by: args.by.clone().unwrap_or_else(super::registry::whoami),
+    };
+    let orgs = if args.all {
+        data.tenants()
+    } else {
+        args.tenant.clone()
+    };
+    let mut reports = Vec::new();
+    for t in &orgs {
+        let started = (std::time::Instant::now(), std::time::SystemTime::now());
+        let r = run.train_tenant(t)?;
+        if let Some(v) = &r.version {
+            bill(&r.tenant, &r.model, v, started)?;
+        }
+        reports.push(r);
+    }
+    println!(
+        "{} ({} flights, sha256 {}), {}; gate: WAPE < {:.1}% and < seasonal naive, >= {} training flights; scored in the {}",
+        data.flights_file,
+        data.flights.len(),
+        &data.flights_sha256[..12.min(data.flights_sha256.len())],
+        demand::HOLDOUT,
+        args.max_wape,
+        args.min_train_rows,
+        evaluator.describe()
+    );
+    print!("{}", demand::table(&reports));
     Ok(())
 }
 

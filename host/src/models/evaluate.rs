@@ -5,6 +5,7 @@
 //! The one place that turns flights into the sandbox's input is [`to_input`]; the one
 //! place that reads its output is [`point_and_interval`].
 
+use super::store::AlertScores;
 use crate::features::FeatureStores;
 use crate::sandbox::{
     Batch, BatchBuilder, BatchError, CallContext, FeatureSource, Limits, ModelSource, NoFeatures,
@@ -71,14 +72,20 @@ pub struct Scores {
     pub mape_with_dep_delay: Option<f64>,
     /// Share of ETAs inside the model's interval (no delay given).
     pub coverage: Option<f64>,
+    /// The pre-departure alerts (at [`ALERT_AFTER_MINUTES`]) against the late flights.
+    pub alerts: Option<AlertScores>,
     pub rows: u64,
 }
+
+/// The alert threshold evaluations use: the default tenants get.
+pub const ALERT_AFTER_MINUTES: f64 = bulkhead_registry::DEFAULT_ALERT_AFTER_MINUTES as f64;
 
 /// Runs models in a sandbox of its own (one plugin component, many artifacts).
 pub struct Evaluator {
     sandbox: Sandbox,
     plugin: Arc<[u8]>,
     plugin_sha256: String,
+    plugin_name: String,
     rt: tokio::runtime::Runtime,
     /// Where each tenant's rows look their features up (none: nothing is found).
     features: Option<Arc<FeatureStores>>,
@@ -88,6 +95,11 @@ impl Evaluator {
     /// A sandbox for `plugin` (the eta-forecaster component), with the serving limits
     /// except for the per-call time (a batch of [`BATCH_ROWS`] rows is one call).
     pub fn new(plugin: &[u8]) -> Result<Evaluator> {
+        Evaluator::for_plugin(bulkhead_eta_model::schema::PLUGIN_NAME, plugin)
+    }
+
+    /// A sandbox for the component `plugin`, named `name` in evaluation records.
+    pub fn for_plugin(name: &str, plugin: &[u8]) -> Result<Evaluator> {
         let sandbox = Sandbox::new(SandboxConfig::default())?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -96,6 +108,7 @@ impl Evaluator {
         Ok(Evaluator {
             sandbox,
             plugin_sha256: super::store::sha256_hex(plugin),
+            plugin_name: name.to_string(),
             plugin: Arc::from(plugin),
             rt,
             features: None,
@@ -109,12 +122,36 @@ impl Evaluator {
         self
     }
 
-    /// `sandbox: eta-forecaster plugin sha256 <hex>`, for the evaluation record.
+    /// `sandbox: <plugin> component sha256 <hex>`, for the evaluation record.
     pub fn describe(&self) -> String {
         format!(
-            "sandbox: eta-forecaster component sha256 {}",
-            self.plugin_sha256
+            "sandbox: {} component sha256 {}",
+            self.plugin_name, self.plugin_sha256
         )
+    }
+
+    /// One sandboxed call of the plugin with `artifact` on `batch`, as `tenant` (its
+    /// feature store, when the evaluator has them): for scoring other models than the ETA
+    /// one (the demand models).
+    pub fn run(
+        &self,
+        tenant: &str,
+        label: &str,
+        artifact: &[u8],
+        batch: Batch,
+    ) -> Result<crate::sandbox::PredictOutput> {
+        let source = ModelSource::from_bytes(label, Arc::clone(&self.plugin), Arc::from(artifact));
+        let features: Arc<dyn FeatureSource> = match &self.features {
+            Some(s) => s.for_tenant(tenant),
+            None => Arc::new(NoFeatures),
+        };
+        let ctx = CallContext::new(tenant, "evaluation", features).with_limits(Limits {
+            timeout: Duration::from_secs(10),
+            ..Limits::default()
+        });
+        self.rt
+            .block_on(self.sandbox.predict(&source, ctx, batch))
+            .map_err(|e| anyhow::anyhow!("{label}: {}", e.message))
     }
 
     /// The sandbox (its cache counters, for tests).
@@ -126,8 +163,8 @@ impl Evaluator {
     /// the plugin in the sandbox.
     pub fn score(&self, label: &str, artifact: &[u8], holdout: &[Flight]) -> Result<Scores> {
         let source = ModelSource::from_bytes(label, Arc::clone(&self.plugin), Arc::from(artifact));
-        let without = self.predict(&source, holdout, false)?;
-        let with = self.predict(&source, holdout, true)?;
+        let (without, alerted) = self.predict(&source, holdout, false)?;
+        let (with, _) = self.predict(&source, holdout, true)?;
         let mut s = Scores {
             rows: holdout.len() as u64,
             ..Scores::default()
@@ -142,6 +179,14 @@ impl Evaluator {
         s.coverage = covered
             .filter(|c| !c.is_empty())
             .map(|c| c.iter().filter(|&&b| b).count() as f64 / c.len() as f64);
+        // Late: arrived more than the threshold after the scheduled arrival.
+        s.alerts = Some(AlertScores::of(
+            ALERT_AFTER_MINUTES,
+            holdout
+                .iter()
+                .zip(&alerted)
+                .map(|(f, &a)| (a, f.example.eta - f.sched_block > ALERT_AFTER_MINUTES)),
+        ));
         Ok(s)
     }
 
@@ -150,7 +195,7 @@ impl Evaluator {
         source: &ModelSource,
         flights: &[Flight],
         with_dep_delay: bool,
-    ) -> Result<Vec<Point>> {
+    ) -> Result<(Vec<Point>, Vec<bool>)> {
         let limits = Limits {
             timeout: Duration::from_secs(10),
             ..Limits::default()
@@ -161,6 +206,7 @@ impl Evaluator {
             by_tenant.entry(f.carrier).or_default().push(i);
         }
         let mut out: Vec<Point> = vec![(f64::NAN, None); flights.len()];
+        let mut alerted = vec![false; flights.len()];
         for (tenant, rows) in by_tenant {
             let features: Arc<dyn FeatureSource> = match &self.features {
                 Some(s) => s.for_tenant(tenant.as_str()),
@@ -168,7 +214,8 @@ impl Evaluator {
             };
             for chunk in rows.chunks(BATCH_ROWS) {
                 let ctx = CallContext::new(tenant.as_str(), "evaluation", Arc::clone(&features))
-                    .with_limits(limits.clone());
+                    .with_limits(limits.clone())
+                    .with_alerts_after(Some(ALERT_AFTER_MINUTES));
                 let picked: Vec<Flight> = chunk
                     .iter()
                     .filter_map(|&i| flights.get(i))
@@ -179,14 +226,24 @@ impl Evaluator {
                     .rt
                     .block_on(self.sandbox.predict(source, ctx, input))
                     .map_err(|e| anyhow::anyhow!("{}: {}", source.label, e.message))?;
+                // Holdout rows are complete: a row error is a broken model or plugin.
+                if let Some(e) = res.errors.first() {
+                    anyhow::bail!("{}: holdout row refused: {}", source.label, e.message);
+                }
                 for (&i, p) in chunk.iter().zip(point_and_interval(&res.predictions)) {
                     if let Some(slot) = out.get_mut(i) {
                         *slot = p;
                     }
                 }
+                for a in &res.alerts {
+                    if let Some(slot) = chunk.get(a.row as usize).and_then(|&i| alerted.get_mut(i))
+                    {
+                        *slot = true;
+                    }
+                }
             }
         }
-        Ok(out)
+        Ok((out, alerted))
     }
 }
 

@@ -22,12 +22,14 @@
 //! - The model registry on top ([`registry`]): alias history (who/when/why), pins, the
 //!   pooled fallback of a tenant whose candidate the gate refused, rollback; serving
 //!   resolves with [`ModelStore::resolve_serving`].
+//! - `bulkhead train --demand` ([`demand`]): the demand models, gated against seasonal naive.
 //! - `bulkhead train` ([`pipeline`]): partition → fit ([`train`]) → score through the
 //!   sandbox ([`evaluate`]) → gate ([`gate`]) → publish and move aliases.
 //! - The eta-forecaster component: [`plugin::eta_forecaster_wasm`] builds/finds it for
 //!   tests and the CLI (`target/wasm32-wasip2/release/eta_forecaster_plugin.wasm`).
 
 pub mod cli;
+pub mod demand;
 pub mod evaluate;
 pub mod failpoint;
 pub mod gate;

@@ -13,7 +13,7 @@
 use super::evaluate::{Evaluator, Scores};
 use super::gate::{self, Decision, GateConfig, GateRecord};
 use super::registry::Note;
-use super::store::{Evaluation, ModelStore, PRODUCTION, Publish, StoreError};
+use super::store::{AlertScores, Evaluation, ModelStore, PRODUCTION, Publish, StoreError};
 use super::train::{
     self, Candidate, Data, GLOBAL_MODEL, HOLDOUT, ON_TIME_BASELINE, Partition, Scope, Trainer,
 };
@@ -42,6 +42,8 @@ pub struct Report {
     pub decision: String,
     /// What serves the tenant now, e.g. `eta-UA@3` or `eta-global@2`.
     pub serving: String,
+    /// The candidate's exception alerts on the holdout.
+    pub alerts: Option<AlertScores>,
 }
 
 /// Everything one training run needs.
@@ -101,6 +103,8 @@ impl Pipeline<'_> {
                 global_mape,
                 global_version,
                 evaluated_by: Some(self.evaluator.describe()),
+                alerts: scores.alerts,
+                metric: None,
             }),
             gate: Some(gate),
             aliases: &[],
@@ -173,6 +177,7 @@ impl Pipeline<'_> {
             train_rows,
             holdout_rows,
             candidate_mape: scores.mape,
+            alerts: scores.alerts,
             global_mape: None,
             on_time_mape: on_time,
             decision,
@@ -263,6 +268,7 @@ impl Pipeline<'_> {
             train_rows,
             holdout_rows,
             candidate_mape: scores.mape,
+            alerts: scores.alerts,
             global_mape: global_scores.mape,
             on_time_mape: on_time,
             decision,
@@ -272,11 +278,26 @@ impl Pipeline<'_> {
 }
 
 /// The `train` table.
+/// `precision/recall` of a report's alerts (`-` where undefined).
+fn alerts(a: Option<&AlertScores>) -> String {
+    let Some(a) = a else {
+        return "-".into();
+    };
+    let p = |x: Option<f64>| x.map_or_else(|| "-".into(), |v| format!("{:.0}%", 100.0 * v));
+    format!(
+        "{}/{} ({} alerts, {} late)",
+        p(a.precision),
+        p(a.recall),
+        a.alerted,
+        a.late
+    )
+}
+
 pub fn table(reports: &[Report]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<7} {:<11} {:>7} {:>7} {:>8} {:>10} {:>8} {:>8}  {:<34} SERVING",
+        "{:<7} {:<11} {:>7} {:>7} {:>8} {:>10} {:>8} {:>8}  {:<34} {:<14} ALERTS (P/R, late > {:.0} min)",
         "TENANT",
         "MODEL",
         "VERSION",
@@ -285,12 +306,14 @@ pub fn table(reports: &[Report]) -> String {
         "CANDIDATE",
         "GLOBAL",
         "ON-TIME",
-        "DECISION"
+        "DECISION",
+        "SERVING",
+        super::evaluate::ALERT_AFTER_MINUTES
     );
     for r in reports {
         let _ = writeln!(
             s,
-            "{:<7} {:<11} {:>7} {:>7} {:>8} {:>10} {:>8} {:>8}  {:<34} {}",
+            "{:<7} {:<11} {:>7} {:>7} {:>8} {:>10} {:>8} {:>8}  {:<34} {:<14} {}",
             r.tenant,
             r.model,
             r.version.as_deref().unwrap_or("-"),
@@ -300,7 +323,8 @@ pub fn table(reports: &[Report]) -> String {
             pct(r.global_mape),
             pct(r.on_time_mape),
             r.decision,
-            r.serving
+            r.serving,
+            alerts(r.alerts.as_ref())
         );
     }
     s

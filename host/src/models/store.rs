@@ -128,6 +128,48 @@ pub struct Evaluation {
     /// What ran the predictions, e.g. `sandbox: eta-forecaster plugin sha256 …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluated_by: Option<String>,
+    /// What `mape`, `baseline_mape` and `global_mape` measure when not MAPE (%): `wape`
+    /// for the demand models (Σ|error| / Σ actual, %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// How well the model's exception alerts (before departure) flag the holdout's late
+    /// flights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertScores>,
+}
+
+/// Exception alerts against what happened: a flight is late when it arrived more than
+/// `after_minutes` after its scheduled arrival.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertScores {
+    pub after_minutes: f64,
+    /// Flights alerted, flights late, and flights both.
+    pub alerted: u64,
+    pub late: u64,
+    pub alerted_and_late: u64,
+    /// alerted_and_late / alerted; `None` without alerts.
+    pub precision: Option<f64>,
+    /// alerted_and_late / late; `None` without late flights.
+    pub recall: Option<f64>,
+}
+
+impl AlertScores {
+    /// From (alerted, late) per flight.
+    pub fn of(after_minutes: f64, rows: impl IntoIterator<Item = (bool, bool)>) -> AlertScores {
+        let mut s = AlertScores {
+            after_minutes,
+            ..AlertScores::default()
+        };
+        for (alerted, late) in rows {
+            s.alerted += u64::from(alerted);
+            s.late += u64::from(late);
+            s.alerted_and_late += u64::from(alerted && late);
+        }
+        let share = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+        s.precision = share(s.alerted_and_late, s.alerted);
+        s.recall = share(s.alerted_and_late, s.late);
+        s
+    }
 }
 
 /// What a model version is. Written once, never edited.

@@ -201,6 +201,7 @@ pub fn run_tenant(path: &Path, cmd: TenantCmd) -> Result<()> {
                 model,
                 plan,
                 max_concurrency,
+                alert_after_minutes: None,
                 status: Status::Active,
                 status_reason: None,
             },

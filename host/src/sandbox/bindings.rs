@@ -13,15 +13,15 @@ wasmtime::component::bindgen!({
 });
 
 pub use bulkhead::model::log::Level as LogLevel;
-// (`Batch`, `Description`, `ModelError` and `Predictions` are aliased at the root by the
+// (`Batch`, `Description`, `ModelError`, `Options` and `Predictions` are aliased at the root by the
 // world's `use types.{…}`.)
 pub use bulkhead::model::types::{
-    Categories, Column, ColumnValues, FeatureKind, FeatureSpec, Value,
+    Alert, Categories, Column, ColumnValues, FeatureKind, FeatureSpec, RowError, Value,
 };
 
 /// The imported interfaces' instance names, as the component names them.
-pub const FEATURES_INTERFACE: &str = "bulkhead:model/features@0.2.0";
-pub const LOG_INTERFACE: &str = "bulkhead:model/log@0.2.0";
+pub const FEATURES_INTERFACE: &str = "bulkhead:model/features@0.3.0";
+pub const LOG_INTERFACE: &str = "bulkhead:model/log@0.3.0";
 /// The exports called by index on every request.
 pub const LOAD_EXPORT: &str = "load";
 pub const PREDICT_EXPORT: &str = "predict";

@@ -5,12 +5,12 @@
 //! log line tagged with tenant, request id and model.
 
 use super::batch::Prediction;
-use super::bindings::{Batch, ModelError, Predictions};
+use super::bindings::{Alert, Batch, ModelError, Options, Predictions, RowError};
 use super::cache::{CacheKey, ModelCache};
 use super::engine::SandboxEngine;
 use super::error::{ErrorKind, SandboxError, classify};
 use super::host_api::CallState;
-use super::limits::{OutputShape, check_output};
+use super::limits::{OutputRefused, OutputShape, check_output, check_rows};
 use super::loader::{LoadedModel, Loader, model_error};
 use super::precompiled::PrecompiledDir;
 use super::{
@@ -213,14 +213,19 @@ async fn predict_inner(
     let ticks = rt.engine.deadline_ticks(limits.timeout);
     let runtime = rt.clone();
     let model_ref = loaded.clone();
-    let (predictions, timings) = tokio::task::spawn_blocking(move || {
+    let options = ctx.options;
+    let (scored, timings) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        run(&runtime, &model_ref, state, &limits, ticks, &batch)
+        run(
+            &runtime, &model_ref, state, &limits, ticks, &batch, &options,
+        )
     })
     .await
     .map_err(|e| SandboxError::new(ErrorKind::Internal, format!("call task: {e}")))??;
     Ok(PredictOutput {
-        predictions,
+        predictions: scored.predictions,
+        errors: scored.errors,
+        alerts: scored.alerts,
         model: loaded.info.clone(),
         stats: CallStats {
             cache: outcome,
@@ -236,6 +241,13 @@ async fn predict_inner(
             host_calls: timings.host_calls,
         },
     })
+}
+
+/// A call's checked output.
+struct Scored {
+    predictions: Vec<Prediction>,
+    errors: Vec<RowError>,
+    alerts: Vec<Alert>,
 }
 
 struct Timings {
@@ -255,7 +267,8 @@ fn run(
     limits: &Limits,
     deadline_ticks: u64,
     batch: &Batch,
-) -> Result<(Vec<Prediction>, Timings), SandboxError> {
+    options: &Options,
+) -> Result<(Scored, Timings), SandboxError> {
     let mut store = Store::new(&rt.engine.engine, state);
     store.limiter(|s| &mut s.limiter);
     store.call_hook(|mut s, hook| {
@@ -292,7 +305,7 @@ fn run(
     // memory (seen: allocator pointers in place of the first values). The copy is
     // bounded by the call's memory limit (a guest cannot return more than it holds);
     // the shape and byte checks below decide whether any of it reaches the caller.
-    type PredictFn<'a> = (&'a Batch,);
+    type PredictFn<'a> = (&'a Batch, &'a Options);
     type PredictResult = (Result<Predictions, ModelError>,);
     let func = match instance
         .get_typed_func::<PredictFn<'_>, PredictResult>(&mut store, &model.plugin.predict)
@@ -300,7 +313,7 @@ fn run(
         Ok(f) => f,
         Err(e) => return Err(fail(e, &store)),
     };
-    let out = match func.call(&mut store, (batch,)) {
+    let mut out = match func.call(&mut store, (batch, options)) {
         Ok((Ok(out),)) => out,
         Ok((Err(error),)) => return Err(model_error(error)),
         Err(e) => return Err(fail(e, &store)),
@@ -309,15 +322,36 @@ fn run(
         values: out.values.len(),
         lower: out.lower.len(),
         upper: out.upper.len(),
+        errors: out.errors.len(),
+        alerts: out.alerts.len(),
+        text: out.errors.iter().map(|e| e.message.len()).sum::<usize>()
+            + out.alerts.iter().map(|a| a.reason.len()).sum::<usize>(),
     };
     if let Err(refused) = check_output(limits, batch.rows as usize, shape) {
         return Err(fail(wasmtime::Error::new(refused), &store));
     }
+    if let Err(why) = check_rows(&out) {
+        return Err(fail(
+            wasmtime::Error::new(OutputRefused {
+                too_large: false,
+                message: format!("plugin returned {why}"),
+            }),
+            &store,
+        ));
+    }
+    let (errors, alerts) = (
+        std::mem::take(&mut out.errors),
+        std::mem::take(&mut out.alerts),
+    );
     let predictions = per_row(out);
     let t3 = Instant::now();
     let data = store.data();
     Ok((
-        predictions,
+        Scored {
+            predictions,
+            errors,
+            alerts,
+        },
         Timings {
             guest: data.guest.total,
             instantiate: t1 - t0,

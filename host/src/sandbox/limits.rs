@@ -7,6 +7,7 @@
 //! failure) is reported as `memory`, not as a plain trap.
 
 use super::Limits;
+use super::bindings::Predictions;
 use wasmtime::ResourceLimiter;
 
 /// Memory and table accounting for one store (one call).
@@ -174,17 +175,33 @@ pub struct OutputShape {
     pub values: usize,
     pub lower: usize,
     pub upper: usize,
+    pub errors: usize,
+    pub alerts: usize,
+    /// Bytes of the row errors' messages and the alerts' reasons.
+    pub text: usize,
 }
 
-/// Checks the predictions a guest returned, before they are copied out: one value per
-/// row, interval bounds for every row or for none, and at most `max_output_bytes`.
+/// The longest row-error message or alert reason a plugin may return.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Checks the size and shape of the predictions a guest returned: one value per row,
+/// interval bounds for every row or for none, at most one error and one alert per row,
+/// and at most `max_output_bytes` in all.
 pub fn check_output(limits: &Limits, rows: usize, out: OutputShape) -> Result<(), OutputRefused> {
     let bytes = out
         .values
         .saturating_add(out.lower)
         .saturating_add(out.upper)
-        .saturating_mul(size_of::<f64>());
-    let longest = out.values.max(out.lower).max(out.upper);
+        .saturating_add(out.errors)
+        .saturating_add(out.alerts.saturating_mul(2))
+        .saturating_mul(size_of::<f64>())
+        .saturating_add(out.text);
+    let longest = out
+        .values
+        .max(out.lower)
+        .max(out.upper)
+        .max(out.errors)
+        .max(out.alerts);
     if longest > rows || bytes > limits.max_output_bytes {
         return Err(OutputRefused {
             too_large: true,
@@ -209,6 +226,61 @@ pub fn check_output(limits: &Limits, rows: usize, out: OutputShape) -> Result<()
                 out.lower, out.upper
             ),
         });
+    }
+    Ok(())
+}
+
+/// Checks what the row errors and alerts say: rows in range and ascending, an error
+/// row's values NaN and every other row's finite, an alert's lateness finite and never
+/// on an error row, each message at most [`MAX_MESSAGE_BYTES`]. `Err` names the first
+/// violation (a plugin bug: the call fails as `bad_output`).
+pub fn check_rows(out: &Predictions) -> Result<(), String> {
+    let rows = out.values.len();
+    let mut is_error = vec![false; rows];
+    let mut last: Option<u32> = None;
+    for e in &out.errors {
+        let i = e.row as usize;
+        if i >= rows || last.is_some_and(|l| e.row <= l) {
+            return Err(format!("row error for row {} out of order or range", e.row));
+        }
+        if e.message.len() > MAX_MESSAGE_BYTES {
+            return Err(format!("row error message of row {} is too long", e.row));
+        }
+        last = Some(e.row);
+        if let Some(flag) = is_error.get_mut(i) {
+            *flag = true;
+        }
+    }
+    for (i, &err) in is_error.iter().enumerate() {
+        let v = [out.values.get(i), out.lower.get(i), out.upper.get(i)];
+        let ok = v
+            .iter()
+            .flatten()
+            .all(|x| if err { x.is_nan() } else { x.is_finite() });
+        if !ok {
+            return Err(if err {
+                format!("row {i} is a row error but has a value")
+            } else {
+                format!("row {i} has a non-finite value and no row error")
+            });
+        }
+    }
+    let mut last: Option<u32> = None;
+    for a in &out.alerts {
+        let i = a.row as usize;
+        if i >= rows || last.is_some_and(|l| a.row <= l) {
+            return Err(format!("alert for row {} out of order or range", a.row));
+        }
+        if is_error.get(i).copied().unwrap_or(true) || !a.late_minutes.is_finite() {
+            return Err(format!(
+                "alert for row {} on a row error or not finite",
+                a.row
+            ));
+        }
+        if a.reason.len() > MAX_MESSAGE_BYTES {
+            return Err(format!("alert reason of row {} is too long", a.row));
+        }
+        last = Some(a.row);
     }
     Ok(())
 }
@@ -240,6 +312,9 @@ mod tests {
             values,
             lower,
             upper,
+            errors: 0,
+            alerts: 0,
+            text: 0,
         };
         assert!(check_output(&limits, 3, shape(3, 3, 3)).is_ok());
         assert!(check_output(&limits, 3, shape(3, 0, 0)).is_ok());

@@ -69,7 +69,8 @@ use std::time::Duration;
 
 pub use batch::{BatchBuilder, BatchError, Feature, Prediction, Row, batch_from_rows, row_of};
 pub use bindings::{
-    Batch, Categories, Column, ColumnValues, Description, FeatureKind, FeatureSpec, LogLevel, Value,
+    Alert, Batch, Categories, Column, ColumnValues, Description, FeatureKind, FeatureSpec,
+    LogLevel, Options, RowError, Value,
 };
 pub use error::{ErrorKind, SandboxError};
 
@@ -312,6 +313,8 @@ pub struct CallContext {
     pub features: Arc<dyn FeatureSource>,
     /// Overrides [`SandboxConfig::limits`] for this call.
     pub limits: Option<Limits>,
+    /// Passed to the plugin's `predict` (the tenant's alert threshold).
+    pub options: Options,
 }
 
 impl CallContext {
@@ -325,7 +328,16 @@ impl CallContext {
             request_id: request_id.into(),
             features,
             limits: None,
+            options: Options {
+                alert_after_minutes: None,
+            },
         }
+    }
+
+    /// Ask for alerts on rows predicted more than `minutes` late.
+    pub fn with_alerts_after(mut self, minutes: Option<f64>) -> Self {
+        self.options.alert_after_minutes = minutes;
+        self
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -404,7 +416,12 @@ pub enum CodeSource {
 /// Predictions (one per row, in order) and what they cost.
 #[derive(Debug, Clone)]
 pub struct PredictOutput {
+    /// One per row, in order; NaN values for a row in `errors`.
     pub predictions: Vec<Prediction>,
+    /// The rows the model could not score, ascending (checked: in range, NaN values).
+    pub errors: Vec<RowError>,
+    /// The alerts `CallContext::options` asked for, ascending by row, never on an error row.
+    pub alerts: Vec<Alert>,
     pub model: Arc<ModelInfo>,
     pub stats: CallStats,
 }

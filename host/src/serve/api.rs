@@ -5,7 +5,7 @@
 //! values), an unknown top-level member or an empty batch is a 400 naming the place.
 //! The model decides which features it needs (a missing required one is its `bad_input`).
 
-use super::backend::{Batch, BatchBuilder, BatchError, Prediction, Value};
+use super::backend::{Alert, Batch, BatchBuilder, BatchError, Prediction, RowError, Value};
 use super::error::ApiError;
 use serde::{Deserialize, Serialize};
 
@@ -143,17 +143,71 @@ impl From<&Prediction> for EtaPrediction {
     }
 }
 
+/// One row of the answer: its prediction, or why the model could not score it (the other
+/// rows are answered all the same).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum EtaRow {
+    Predicted(EtaPrediction),
+    Refused { error: String },
+}
+
+/// The rows of an answer, row errors in place.
+pub fn rows_out(predictions: &[Prediction], errors: &[RowError]) -> Vec<EtaRow> {
+    let mut errors = errors.iter().peekable();
+    (0u32..)
+        .zip(predictions)
+        .map(|(i, p)| match errors.next_if(|e| e.row == i) {
+            Some(e) => EtaRow::Refused {
+                error: e.message.clone(),
+            },
+            None => EtaRow::Predicted(EtaPrediction::from(p)),
+        })
+        .collect()
+}
+
+impl EtaRow {
+    pub fn is_predicted(&self) -> bool {
+        matches!(self, EtaRow::Predicted(_))
+    }
+}
+
+/// An exception alert: the row, how late past the scheduled arrival, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AlertOut {
+    pub row: u32,
+    pub late_minutes: f64,
+    pub reason: String,
+}
+
+impl From<&Alert> for AlertOut {
+    fn from(a: &Alert) -> AlertOut {
+        AlertOut {
+            row: a.row,
+            late_minutes: a.late_minutes,
+            reason: a.reason.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ModelInfo {
     pub name: String,
     pub version: String,
     /// The tenant's tier (`pool` tenants are served the pooled model).
     pub tier: String,
+    /// Whether this is the pooled model standing in for the tenant's own (which the
+    /// promotion gate refused).
+    #[serde(default)]
+    pub fallback: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EtaResponse {
-    pub predictions: Vec<EtaPrediction>,
+    pub predictions: Vec<EtaRow>,
+    /// Rows predicted later than scheduled by more than the tenant's threshold.
+    #[serde(default)]
+    pub alerts: Vec<AlertOut>,
     pub model: ModelInfo,
     pub tenant: String,
     pub request_id: String,

@@ -12,7 +12,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The batch is the sandbox's own (the WIT type), so a request's rows go to the plugin
 /// without another conversion.
-pub use crate::sandbox::{Batch, BatchBuilder, BatchError, Prediction, Value};
+pub use crate::sandbox::{Alert, Batch, BatchBuilder, BatchError, Prediction, RowError, Value};
 
 /// One prediction call.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct Call {
     /// The tenant's model as the registry names it (`version` may be an alias).
     pub model: ModelRef,
     pub rows: Batch,
+    /// Alert on rows predicted later than scheduled by more than this (minutes).
+    pub alert_after_minutes: Option<f64>,
 }
 
 /// The model version actually used (an alias resolved).
@@ -44,7 +46,11 @@ pub struct CallStats {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub model: ModelId,
+    /// One per row (NaN values for a row in `errors`).
     pub predictions: Vec<Prediction>,
+    /// Rows the model could not score, ascending.
+    pub errors: Vec<RowError>,
+    pub alerts: Vec<Alert>,
     pub stats: CallStats,
 }
 

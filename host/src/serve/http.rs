@@ -1,5 +1,6 @@
-//! The HTTP surface: `POST /v1/eta`, `GET /healthz`, `GET /readyz`, `GET /metrics`;
-//! JSON errors everywhere (404/405 included), each tagged with the request id.
+//! The HTTP surface: `POST /v1/eta`, `POST /v1/forecast/demand`, `GET /healthz`,
+//! `GET /readyz`, `GET /metrics`; JSON errors everywhere (404/405 included), each tagged
+//! with the request id.
 //!
 //! A prediction goes: identity (401/403) → tenant in the registry (403/421) → body
 //! (413/400) → admission (429) → the tenant's model in its sandbox (5xx/422 when the
@@ -7,24 +8,30 @@
 
 use super::App;
 use super::admission;
-use super::api::{self, EtaPrediction, EtaResponse, ModelInfo};
-use super::backend::{BackendError, Call, FailureKind, Outcome};
+use super::api::{self, EtaResponse, ModelInfo};
+use super::backend::{BackendError, Batch, Call, FailureKind, Outcome};
+use super::demand_api;
 use super::error::ApiError;
 use super::metrics::NO_TENANT;
 use super::request_id::{self, RequestId};
+use super::tenants::TenantRoute;
+use crate::metering::event::Metric;
 use crate::metering::sink as meter_sink;
+use crate::models::store::PRODUCTION;
 use crate::sandbox::ErrorKind;
 use axum::Router;
 use axum::extract::{Extension, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bulkhead_registry::ModelRef;
 use std::sync::Arc;
 use std::time::Instant;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/eta", post(eta))
+        .route("/v1/forecast/demand", post(demand))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -78,17 +85,145 @@ async fn eta(
     Extension(rid): Extension<RequestId>,
     req: Request,
 ) -> Response {
+    answer(&app, &rid, req, Metric::Predictions, EtaEndpoint).await
+}
+
+async fn demand(
+    State(app): State<Arc<App>>,
+    Extension(rid): Extension<RequestId>,
+    req: Request,
+) -> Response {
+    answer(&app, &rid, req, Metric::ForecastDays, DemandEndpoint).await
+}
+
+/// What an endpoint makes of a request: the rows and the model to run them on, then the
+/// answer (and how much of it is billable) from what the model said.
+trait Endpoint: Send {
+    type Query: Send;
+    type Body: serde::Serialize;
+    fn parse(
+        &self,
+        body: &[u8],
+        route: &TenantRoute,
+        b: &api::Bounds,
+    ) -> Result<(Self::Query, Batch, ModelRef, Option<f64>), ApiError>;
+    fn answer(
+        &self,
+        q: Self::Query,
+        outcome: Outcome,
+        model: ModelInfo,
+        route: &TenantRoute,
+        rid: &str,
+    ) -> (Self::Body, u64);
+}
+
+/// `POST /v1/eta`: the rows, the tenant's model, its alert threshold.
+struct EtaEndpoint;
+
+impl Endpoint for EtaEndpoint {
+    type Query = ();
+    type Body = EtaResponse;
+    fn parse(
+        &self,
+        body: &[u8],
+        route: &TenantRoute,
+        b: &api::Bounds,
+    ) -> Result<((), Batch, ModelRef, Option<f64>), ApiError> {
+        let rows = api::parse_rows(body, b)?;
+        let alert_after = Some(f64::from(route.alert_after_minutes));
+        Ok(((), rows, route.model.clone(), alert_after))
+    }
+    fn answer(
+        &self,
+        _: (),
+        outcome: Outcome,
+        model: ModelInfo,
+        route: &TenantRoute,
+        rid: &str,
+    ) -> (EtaResponse, u64) {
+        let predictions = api::rows_out(&outcome.predictions, &outcome.errors);
+        let scored = predictions.iter().filter(|r| r.is_predicted()).count() as u64;
+        let body = EtaResponse {
+            predictions,
+            alerts: outcome.alerts.iter().map(api::AlertOut::from).collect(),
+            model,
+            tenant: route.org_id.clone(),
+            request_id: rid.to_string(),
+        };
+        (body, scored)
+    }
+}
+
+/// `POST /v1/forecast/demand`: lane-days for the tenant's demand model, `demand-<org>`.
+struct DemandEndpoint;
+
+impl Endpoint for DemandEndpoint {
+    type Query = demand_api::DemandQuery;
+    type Body = demand_api::DemandResponse;
+    fn parse(
+        &self,
+        body: &[u8],
+        route: &TenantRoute,
+        b: &api::Bounds,
+    ) -> Result<(Self::Query, Batch, ModelRef, Option<f64>), ApiError> {
+        let (q, rows) = demand_api::parse(body, b)?;
+        let model = ModelRef {
+            name: crate::models::demand::model_name(&route.org_id),
+            version: PRODUCTION.to_string(),
+        };
+        Ok((q, rows, model, None))
+    }
+    fn answer(
+        &self,
+        q: Self::Query,
+        outcome: Outcome,
+        model: ModelInfo,
+        route: &TenantRoute,
+        rid: &str,
+    ) -> (Self::Body, u64) {
+        let (forecasts, n) = demand_api::lanes_out(&q, &outcome.predictions, &outcome.errors);
+        let body = demand_api::DemandResponse {
+            forecasts,
+            model,
+            tenant: route.org_id.clone(),
+            request_id: rid.to_string(),
+        };
+        (body, n)
+    }
+}
+
+/// Runs a model endpoint: the model call, then metering (the answer goes out only once
+/// its usage event is durable, else 503 and nothing delivered), then the metrics.
+async fn answer<E: Endpoint>(
+    app: &Arc<App>,
+    rid: &RequestId,
+    req: Request,
+    metric: Metric,
+    endpoint: E,
+) -> Response {
     let start = Instant::now();
     let mut tenant = NO_TENANT.to_string();
-    // Metering: the key the usage event's id derives from, checked before any work; the
-    // answer goes out only once its event is durable (else 503, nothing delivered).
+    // The key the usage event's id derives from, checked before any work.
     let key = match meter_sink::request_key(req.headers(), rid.as_str()) {
         Ok(k) => k,
         Err(e) => return e.into_response_with(rid.as_str()),
     };
-    let resp = match predict(&app, &rid, req, &mut tenant).await {
-        Ok((body, region)) => {
-            match meter_sink::record_prediction(&app, &key, &body, &region, start.elapsed()).await {
+    let resp = match call_model(app, rid, req, &mut tenant, &endpoint).await {
+        Ok((q, outcome, model, route)) => {
+            let usage_model = (model.name.clone(), model.version.clone());
+            let (body, quantity) = endpoint.answer(q, outcome, model, &route, rid.as_str());
+            let usage = meter_sink::Usage {
+                metric,
+                quantity,
+                tenant: &route.org_id,
+                request_id: rid.as_str(),
+                model_name: &usage_model.0,
+                model_version: &usage_model.1,
+                tier: route.tier.as_str(),
+                region: &route.region,
+                latency: start.elapsed(),
+            };
+            match meter_sink::record_usage(app, &key, &usage).await {
                 Ok(()) => (StatusCode::OK, axum::Json(body)).into_response(),
                 Err(e) => e.into_response_with(rid.as_str()),
             }
@@ -100,14 +235,15 @@ async fn eta(
     resp
 }
 
-/// `tenant` is set as soon as the request is known to come from a registered tenant
-/// (the metrics label). The answer comes with the tenant's region, for its usage event.
-async fn predict(
+/// Identity, route, body, admission, then the model in its sandbox. `tenant` is set as
+/// soon as the request is known to come from a registered tenant (the metrics label).
+async fn call_model<E: Endpoint>(
     app: &Arc<App>,
     rid: &RequestId,
     req: Request,
     tenant: &mut String,
-) -> Result<(EtaResponse, String), ApiError> {
+    endpoint: &E,
+) -> Result<(E::Query, Outcome, ModelInfo, TenantRoute), ApiError> {
     let (parts, body) = req.into_parts();
     let org = app.identity.check(&parts.headers).inspect_err(|e| {
         app.metrics.identity_refused(e.error);
@@ -121,7 +257,8 @@ async fn predict(
     tenant.clone_from(&route.org_id);
 
     let body = read_body(&parts.headers, body, app.limits.max_body_bytes).await?;
-    let rows = api::parse_rows(&body, &app.limits.bounds)?;
+    let (query, rows, model_ref, alert_after_minutes) =
+        endpoint.parse(&body, &route, &app.limits.bounds)?;
     let n = rows.rows as usize;
 
     let slot = app
@@ -139,8 +276,9 @@ async fn predict(
     let call = Call {
         tenant: route.org_id.clone(),
         request_id: rid.as_str().to_string(),
-        model: route.model.clone(),
+        model: model_ref.clone(),
         rows,
+        alert_after_minutes,
     };
     // The call runs in its own task holding the slot: a client that hangs up does not
     // free the slot while its model is still running.
@@ -163,7 +301,7 @@ async fn predict(
         Ok(o) => o,
         Err(e) => {
             app.metrics.failure(&route.org_id, e.kind);
-            let model = format!("{}@{}", route.model.name, route.model.version);
+            let model = format!("{}@{}", model_ref.name, model_ref.version);
             let detail = e.detail.as_deref().unwrap_or("");
             if e.kind == FailureKind::Sandbox(ErrorKind::BadInput) {
                 // The caller's rows, not a fault of the host or the model.
@@ -173,7 +311,7 @@ async fn predict(
                 tracing::error!(request_id = %rid.as_str(), tenant = %route.org_id, %model,
                     kind = e.kind.as_str(), detail, "model call failed: {}", e.message);
             }
-            return Err(failure(&e, &route.model));
+            return Err(failure(&e, &model_ref));
         }
     };
     app.metrics.call(&route.org_id, &outcome.stats);
@@ -191,21 +329,15 @@ async fn predict(
             "internal: the model returned a wrong number of predictions",
         ));
     }
-    let body = EtaResponse {
-        predictions: outcome
-            .predictions
-            .iter()
-            .map(EtaPrediction::from)
-            .collect(),
-        model: ModelInfo {
-            name: outcome.model.name,
-            version: outcome.model.version,
-            tier: route.tier.as_str().to_string(),
-        },
-        tenant: route.org_id,
-        request_id: rid.as_str().to_string(),
+    // Served by another model than the one asked for: the tenant's own fell back to the
+    // pooled one (the gate refused it).
+    let model = ModelInfo {
+        name: outcome.model.name.clone(),
+        version: outcome.model.version.clone(),
+        tier: route.tier.as_str().to_string(),
+        fallback: outcome.model.name != model_ref.name,
     };
-    Ok((body, route.region))
+    Ok((query, outcome, model, route))
 }
 
 async fn read_body(

@@ -21,6 +21,7 @@ pub mod admission;
 pub mod api;
 pub mod backend;
 pub mod cli;
+pub mod demand_api;
 pub mod error;
 pub mod http;
 pub mod identity;

@@ -252,7 +252,8 @@ impl Backend for WasmBackend {
                 ));
             }
             let features = self.features.for_tenant(&call.tenant);
-            let ctx = CallContext::new(&call.tenant, &call.request_id, features);
+            let ctx = CallContext::new(&call.tenant, &call.request_id, features)
+                .with_alerts_after(call.alert_after_minutes);
             let (source, tampered) = self.source(&v);
             let out = self
                 .sandbox
@@ -262,6 +263,8 @@ impl Backend for WasmBackend {
             Ok(Outcome {
                 model: id(&v),
                 predictions: out.predictions,
+                errors: out.errors,
+                alerts: out.alerts,
                 stats: CallStats {
                     cache_hit: out.stats.cache == CacheOutcome::Hit,
                     load_seconds: (out.stats.cache == CacheOutcome::Miss)

@@ -36,8 +36,9 @@ pub fn eta_body(n: usize) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({"rows": vec![row; n]})).unwrap()
 }
 
-/// A model backend without wasm: prediction `i` for row `i` (interval `i-1 … i+1`),
-/// the version `7` for `production`; optional delay, forced failure, gated warm-up.
+/// A model backend without wasm: prediction `i` for row `i` (interval `i-1 … i+1`), a
+/// row error for a row with a numeric `refuse` feature, the version `7` for
+/// `production`; optional delay, forced failure, gated warm-up.
 #[derive(Default)]
 pub struct Fake {
     pub delay: Duration,
@@ -86,15 +87,44 @@ impl Backend for Fake {
                 return Err(e);
             }
             let first = self.seen.lock().unwrap().insert(call.model.name.clone());
+            let refused: Vec<u32> = call
+                .rows
+                .columns
+                .iter()
+                .filter(|c| c.name == "refuse")
+                .flat_map(|c| match &c.values {
+                    bulkhead::sandbox::ColumnValues::Numbers(v) => (0u32..)
+                        .zip(v)
+                        .filter(|(_, x)| !x.is_nan())
+                        .map(|(i, _)| i)
+                        .collect(),
+                    _ => Vec::new(),
+                })
+                .collect();
             Ok(Outcome {
                 model: Fake::id(&call.model),
                 predictions: (0..call.rows.rows as usize)
-                    .map(|i| Prediction {
-                        value: i as f64,
-                        lower: Some(i as f64 - 1.0),
-                        upper: Some(i as f64 + 1.0),
+                    .map(|i| match refused.contains(&(i as u32)) {
+                        true => Prediction {
+                            value: f64::NAN,
+                            lower: Some(f64::NAN),
+                            upper: Some(f64::NAN),
+                        },
+                        false => Prediction {
+                            value: i as f64,
+                            lower: Some(i as f64 - 1.0),
+                            upper: Some(i as f64 + 1.0),
+                        },
                     })
                     .collect(),
+                errors: refused
+                    .iter()
+                    .map(|&row| bulkhead::sandbox::RowError {
+                        row,
+                        message: "refused by the fake".into(),
+                    })
+                    .collect(),
+                alerts: Vec::new(),
                 stats: CallStats {
                     cache_hit: !first,
                     load_seconds: first.then_some(0.002),

@@ -10,7 +10,7 @@ wit_bindgen::generate!({
     world: "model",
 });
 
-use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec};
+use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec, RowError};
 
 thread_local! {
     // A component instance is single-threaded; `load` fills this, `predict` reads it.
@@ -48,7 +48,8 @@ impl Guest for Plugin {
         Ok(())
     }
 
-    fn predict(batch: Batch) -> Result<Predictions, ModelError> {
+    /// No alerts: `options` is for the ETA model's lateness threshold.
+    fn predict(batch: Batch, _options: Options) -> Result<Predictions, ModelError> {
         MODEL.with(|m| {
             let guard = m.borrow();
             let Some(artifact) = guard.as_ref() else {
@@ -66,11 +67,29 @@ impl Guest for Plugin {
             });
             let out = predict_columns(artifact, batch.rows as usize, columns)
                 .map_err(|e| ModelError::BadInput(e.to_string()))?;
-            Ok(Predictions {
-                values: out.iter().map(|f| f.value).collect(),
-                lower: out.iter().map(|f| f.lower).collect(),
-                upper: out.iter().map(|f| f.upper).collect(),
-            })
+            let mut p = Predictions {
+                values: Vec::with_capacity(out.len()),
+                lower: Vec::with_capacity(out.len()),
+                upper: Vec::with_capacity(out.len()),
+                errors: Vec::new(),
+                alerts: Vec::new(),
+            };
+            for (row, f) in (0u32..).zip(out) {
+                let (value, lower, upper) = match f {
+                    Ok(f) => (f.value, f.lower, f.upper),
+                    Err(e) => {
+                        p.errors.push(RowError {
+                            row,
+                            message: e.to_string(),
+                        });
+                        (f64::NAN, f64::NAN, f64::NAN)
+                    }
+                };
+                p.values.push(value);
+                p.lower.push(lower);
+                p.upper.push(upper);
+            }
+            Ok(p)
         })
     }
 }

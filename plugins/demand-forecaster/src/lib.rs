@@ -1,4 +1,4 @@
-//! The demand forecaster plugin: the `bulkhead:model@0.2.0` world over
+//! The demand forecaster plugin: the `bulkhead:model@0.3.0` world over
 //! `bulkhead-demand-model`. The code is shared by every tenant; the artifact handed to
 //! `load` is the tenant's model (its own lanes' smoothing state, trained only on its
 //! flights).

@@ -164,7 +164,9 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
     assert_eq!(features, [("origin", true), ("dest", true), ("day", true)]);
 
     // Predict before load is an internal error, not a trap.
-    let early = model.call_predict(&mut store, &batch(&[])).unwrap();
+    let early = model
+        .call_predict(&mut store, &batch(&[]), NO_OPTIONS)
+        .unwrap();
     assert!(matches!(early, Err(ModelError::Internal(_))), "{early:?}");
 
     // Garbage is refused as a bad artifact, not a trap.
@@ -183,7 +185,7 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
         rows.push(("jfk", "BOS", f64::from(next + h * 3)));
     }
     let got = model
-        .call_predict(&mut store, &batch(&rows))
+        .call_predict(&mut store, &batch(&rows), NO_OPTIONS)
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -200,14 +202,16 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
         assert!(got.lower[i] <= got.values[i] && got.values[i] <= got.upper[i]);
     }
 
-    // A row the model cannot score fails the batch as bad input, naming the row: a lane
-    // this tenant never flew, a day not after the training end.
-    let refused = |rows: &[(&str, &str, f64)], store: &mut Store<Host>| match model
-        .call_predict(&mut *store, &batch(rows))
-        .unwrap()
-    {
-        Err(ModelError::BadInput(m)) => m,
-        other => panic!("{other:?}"),
+    // A row the model cannot score is a row error (the others are forecast): a lane this
+    // tenant never flew, a day not after the training end. The first one, with its row.
+    let refused = |rows: &[(&str, &str, f64)], store: &mut Store<Host>| {
+        let out = model
+            .call_predict(&mut *store, &batch(rows), NO_OPTIONS)
+            .unwrap()
+            .unwrap();
+        let e = out.errors.first().unwrap();
+        assert!(out.values[e.row as usize].is_nan());
+        format!("row {}: {}", e.row, e.message)
     };
     let ok = ("EWR", "ORD", f64::from(next));
     let m = refused(&[ok, ("LGA", "ATL", f64::from(next))], &mut store);
@@ -226,7 +230,10 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
     let mut times: Vec<f64> = (0..200)
         .map(|_| {
             let t = std::time::Instant::now();
-            model.call_predict(&mut store, &b).unwrap().unwrap();
+            model
+                .call_predict(&mut store, &b, NO_OPTIONS)
+                .unwrap()
+                .unwrap();
             t.elapsed().as_secs_f64() * 1e6
         })
         .collect();
@@ -241,8 +248,12 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
 
     // The same instance still answers after a refused batch.
     let again = model
-        .call_predict(&mut store, &batch(&[ok]))
+        .call_predict(&mut store, &batch(&[ok]), NO_OPTIONS)
         .unwrap()
         .unwrap();
     assert_eq!(again.values[0], got.values[0]);
 }
+
+const NO_OPTIONS: Options = Options {
+    alert_after_minutes: None,
+};

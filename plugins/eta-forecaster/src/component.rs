@@ -1,5 +1,6 @@
 //! The WIT exports.
 
+use bulkhead_eta_model::alerts::alert;
 use bulkhead_eta_model::artifact::Artifact;
 use bulkhead_eta_model::columns::{Column, PredictError, predict_columns};
 use bulkhead_eta_model::features::{Featurizer, Lookup};
@@ -11,7 +12,7 @@ wit_bindgen::generate!({
     world: "model",
 });
 
-use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec, Value};
+use bulkhead::model::types::{Alert, ColumnValues, FeatureKind, FeatureSpec, RowError, Value};
 
 /// Feature lookups through the host: it answers from the calling tenant's store only.
 struct HostLookup;
@@ -73,7 +74,7 @@ impl Guest for Plugin {
         Ok(())
     }
 
-    fn predict(batch: Batch) -> Result<Predictions, ModelError> {
+    fn predict(batch: Batch, options: Options) -> Result<Predictions, ModelError> {
         MODEL.with(|m| {
             let guard = m.borrow();
             let Some(model) = guard.as_ref() else {
@@ -90,16 +91,46 @@ impl Guest for Plugin {
                 (c.name.as_str(), column)
             });
             let mut features = Featurizer::new(HostLookup);
-            let etas = predict_columns(model, batch.rows as usize, columns, &mut features)
+            let outcomes = predict_columns(model, batch.rows as usize, columns, &mut features)
                 .map_err(|e| match e {
                     PredictError::Input(e) => ModelError::BadInput(e.to_string()),
                     e @ PredictError::Lookup(_) => ModelError::Internal(e.to_string()),
                 })?;
-            Ok(Predictions {
-                values: etas.iter().map(|e| e.value).collect(),
-                lower: etas.iter().map(|e| e.lower).collect(),
-                upper: etas.iter().map(|e| e.upper).collect(),
-            })
+            let n = outcomes.len();
+            let mut out = Predictions {
+                values: Vec::with_capacity(n),
+                lower: Vec::with_capacity(n),
+                upper: Vec::with_capacity(n),
+                errors: Vec::new(),
+                alerts: Vec::new(),
+            };
+            for (row, outcome) in (0u32..).zip(outcomes) {
+                match outcome {
+                    Ok((input, eta)) => {
+                        out.values.push(eta.value);
+                        out.lower.push(eta.lower);
+                        out.upper.push(eta.upper);
+                        let after = options.alert_after_minutes;
+                        if let Some(a) = after.and_then(|t| alert(model, &input, &eta, t)) {
+                            out.alerts.push(Alert {
+                                row,
+                                late_minutes: a.late_minutes,
+                                reason: a.reason,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        out.values.push(f64::NAN);
+                        out.lower.push(f64::NAN);
+                        out.upper.push(f64::NAN);
+                        out.errors.push(RowError {
+                            row,
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+            Ok(out)
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The ETA forecaster plugin: the `bulkhead:model@0.2.0` world over
+//! The ETA forecaster plugin: the `bulkhead:model@0.3.0` world over
 //! `bulkhead-eta-model`. The code is shared by every tenant; the artifact handed to
 //! `load` is the tenant's model.
 //!

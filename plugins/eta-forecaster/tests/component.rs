@@ -199,7 +199,7 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
         ("JFK", "SFO", Some(2586.0), None),
     ];
     let got = model
-        .call_predict(&mut store, &batch(&rows))
+        .call_predict(&mut store, &batch(&rows), NO_ALERTS)
         .unwrap()
         .unwrap();
     assert_eq!(
@@ -245,18 +245,29 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
         assert!(lower <= value && value <= upper);
     }
 
-    // A row the model cannot score fails the batch as bad input, naming the row.
-    let e = model
-        .call_predict(&mut store, &batch(&[rows[0], ("JFK", "SFO", None, None)]))
+    // A row the model cannot score is a row error (NaN values); the others are scored.
+    let out = model
+        .call_predict(
+            &mut store,
+            &batch(&[rows[0], ("JFK", "SFO", None, None)]),
+            NO_ALERTS,
+        )
         .unwrap()
-        .unwrap_err();
-    match e {
-        bulkhead::model::types::ModelError::BadInput(m) => {
-            assert!(m.starts_with("row 1:") && m.contains("distance"), "{m}")
-        }
-        other => panic!("{other:?}"),
-    }
+        .unwrap();
+    assert_eq!(out.values[0], got.values[0]);
+    assert!(out.values[1].is_nan() && out.lower[1].is_nan());
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].row, 1);
+    assert!(
+        out.errors[0].message.contains("distance"),
+        "{:?}",
+        out.errors
+    );
 }
+
+const NO_ALERTS: Options = Options {
+    alert_after_minutes: None,
+};
 
 /// With `sched_dep` and `tailnum`, the plugin asks the host for the origin's weather in
 /// that local hour and for the plane (each key once per batch), and predicts what the
@@ -299,7 +310,10 @@ fn plugin_looks_up_weather_and_aircraft_like_training_does() {
             column("tailnum", cat(&["N14228", "N14228", "N99999"])),
         ],
     };
-    let got = model.call_predict(&mut store, &batch).unwrap().unwrap();
+    let got = model
+        .call_predict(&mut store, &batch, NO_ALERTS)
+        .unwrap()
+        .unwrap();
     let asked: Vec<(&str, &str)> = store
         .data()
         .asked

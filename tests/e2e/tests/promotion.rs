@@ -47,8 +47,14 @@ struct Edge {
 }
 
 impl Edge {
-    /// `POST /v1/eta` through the edge with `org`'s token: (model name, version).
+    /// `POST /v1/eta` through the edge with `org`'s token: (model name, version); the
+    /// response says whether that is a fallback to the pooled model.
     fn model_for(&self, org: &str) -> (String, String) {
+        self.served(org).0
+    }
+
+    /// (model name, version), and the response's `model.fallback`.
+    fn served(&self, org: &str) -> ((String, String), bool) {
         let r = self.eta(org);
         assert_eq!(r.status, 200, "{org}: {}", r.text());
         let v: Value = r.json().unwrap();
@@ -56,8 +62,11 @@ impl Edge {
         assert!((60.0..300.0).contains(&eta), "{v}");
         assert_eq!(v["tenant"], org, "{v}");
         (
-            v["model"]["name"].as_str().unwrap().to_string(),
-            v["model"]["version"].as_str().unwrap().to_string(),
+            (
+                v["model"]["name"].as_str().unwrap().to_string(),
+                v["model"]["version"].as_str().unwrap().to_string(),
+            ),
+            v["model"]["fallback"].as_bool().unwrap(),
         )
     }
 
@@ -219,15 +228,15 @@ fn train_all_then_each_tenant_is_served_what_the_gate_decided() {
 
     // Promoted: the tenant's own version.
     assert_eq!(
-        edge.model_for("US"),
-        ("eta-US".to_string(), us_version.clone())
+        edge.served("US"),
+        (("eta-US".to_string(), us_version.clone()), false)
     );
-    // Fallbacks: the global model, named as such.
+    // Fallbacks: the global model, named as such and flagged as a fallback.
     let pooled = ("eta-global".to_string(), global_version.clone());
-    assert_eq!(edge.model_for("OO"), pooled);
-    assert_eq!(edge.model_for("DL"), pooled);
-    // A pool tenant gets the global model as always.
-    assert_eq!(edge.model_for("EV"), pooled);
+    assert_eq!(edge.served("OO"), (pooled.clone(), true));
+    assert_eq!(edge.served("DL"), (pooled.clone(), true));
+    // A pool tenant gets the global model as always: its model, not a fallback.
+    assert_eq!(edge.served("EV"), (pooled.clone(), false));
 
     // A manual promotion of DL's refused candidate shows up without a restart, and a
     // rollback returns DL to the pool in one step.

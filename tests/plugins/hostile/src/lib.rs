@@ -19,6 +19,9 @@
 //! - `hostcall_flood`: calls `features.lookup` with a 1 MiB key, over and over.
 //! - `logflood`: logs a 1 MiB line, over and over.
 //! - `badinput`: refuses the rows (`model-error::bad-input`).
+//! - `rowerror`: refuses every even row (a row error, NaN values), predicts the odd ones
+//!   as `ok` does and raises an alert on each of them (`late-minutes` = its value).
+//! - `badrowerror`: a row error for a row past the end of the batch.
 //! - anything else (e.g. `bad_artifact`): `load` refuses the artifact.
 
 wit_bindgen::generate!({
@@ -28,7 +31,7 @@ wit_bindgen::generate!({
 
 use bulkhead::model::features::lookup;
 use bulkhead::model::log::{Level, log};
-use bulkhead::model::types::{ColumnValues, FeatureKind, FeatureSpec, Value};
+use bulkhead::model::types::{Alert, ColumnValues, FeatureKind, FeatureSpec, RowError, Value};
 use std::cell::RefCell;
 use std::hint::black_box;
 
@@ -51,6 +54,8 @@ const MODES: &[&str] = &[
     "short",
     "hostcall_flood",
     "logflood",
+    "rowerror",
+    "badrowerror",
     "badinput",
 ];
 
@@ -81,7 +86,7 @@ impl Guest for Hostile {
         Ok(())
     }
 
-    fn predict(batch: Batch) -> Result<Predictions, ModelError> {
+    fn predict(batch: Batch, _options: Options) -> Result<Predictions, ModelError> {
         let rows = batch.rows as usize;
         let mode = MODE.with(|m| m.borrow().clone());
         match mode.as_str() {
@@ -109,7 +114,39 @@ impl Guest for Hostile {
                 values: vec![1.0; 13_000_000],
                 lower: Vec::new(),
                 upper: Vec::new(),
+                errors: Vec::new(),
+                alerts: Vec::new(),
             }),
+            "rowerror" => {
+                let mut p = ok(&batch);
+                for row in 0..batch.rows {
+                    let i = row as usize;
+                    if row % 2 == 0 {
+                        p.values[i] = f64::NAN;
+                        p.lower[i] = f64::NAN;
+                        p.upper[i] = f64::NAN;
+                        p.errors.push(RowError {
+                            row,
+                            message: "even rows are refused".into(),
+                        });
+                    } else {
+                        p.alerts.push(Alert {
+                            row,
+                            late_minutes: p.values[i],
+                            reason: "odd rows are late".into(),
+                        });
+                    }
+                }
+                Ok(p)
+            }
+            "badrowerror" => {
+                let mut p = ok(&batch);
+                p.errors.push(RowError {
+                    row: batch.rows,
+                    message: "past the end".into(),
+                });
+                Ok(p)
+            }
             "extra" => Ok(predictions(vec![1.0; rows + 1])),
             "short" => Ok(predictions(Vec::new())),
             "hostcall_flood" => {
@@ -142,6 +179,8 @@ fn predictions(values: Vec<f64>) -> Predictions {
         lower: values.iter().map(|v| v - 1.0).collect(),
         upper: values.iter().map(|v| v + 1.0).collect(),
         values,
+        errors: Vec::new(),
+        alerts: Vec::new(),
     }
 }
 

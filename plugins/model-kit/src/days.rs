@@ -1,9 +1,9 @@
 //! Calendar days as `i32` days since 1970-01-01 (day 0, a Thursday).
 //!
 //! By hand (Howard Hinnant's `days_from_civil` / `civil_from_days`, proleptic Gregorian)
-//! rather than with `chrono` or `time`: the plugin runs in a sandbox where every crate
-//! is code size and load time, it has no clock or time zone to consult anyway, and a
-//! forecast only needs a day count and a weekday — a dozen lines of integer arithmetic.
+//! rather than with `chrono` or `time`: the plugins run in a sandbox where every crate
+//! is code size and load time, they have no clock or time zone to consult anyway, and
+//! they only need day counts and weekdays — a dozen lines of integer arithmetic.
 
 /// Days since 1970-01-01 of a civil date; `None` for a date that does not exist
 /// (month outside 1-12, day past the month's end) or a year outside ±1,000,000.
