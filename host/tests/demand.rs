@@ -9,14 +9,10 @@ use bulkhead::models::demand::{self, DemandGate, DemandTraining};
 use bulkhead::models::evaluate::Evaluator;
 use bulkhead::models::plugin::demand_forecaster_wasm;
 use bulkhead::models::store::{ModelStore, PRODUCTION};
-use bulkhead::sandbox::{Sandbox, SandboxConfig};
 use bulkhead::serve::Options;
-use bulkhead::serve::wasm::WasmBackend;
 use serde_json::json;
 use serve_common::{Server, registry_with};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 #[test]
 fn each_tenant_forecasts_its_own_lanes() {
@@ -53,16 +49,7 @@ fn each_tenant_forecasts_its_own_lanes() {
     let oo = run.train_tenant("OO").unwrap();
     assert!(oo.decision.contains("insufficient_data"), "{oo:?}");
 
-    let sandbox = Sandbox::new(SandboxConfig {
-        data_dir: Some(data_dir.clone()),
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    let backend = Arc::new(WasmBackend::new(
-        ModelStore::open(&data_dir).unwrap(),
-        Arc::new(sandbox),
-        Duration::from_millis(200),
-    ));
+    let backend = serve_common::wasm_backend(&data_dir);
     let s = Server::start(backend, &registry_with(&[]), Options::default());
     let ask = |org: &str, body: serde_json::Value| {
         let auth = format!("Bearer {}", s.token(org));

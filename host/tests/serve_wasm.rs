@@ -9,15 +9,12 @@ mod serve_common;
 use bulkhead::models::plugin::eta_forecaster_wasm;
 use bulkhead::models::store::{ModelStore, PRODUCTION, Publish};
 use bulkhead::models::train;
-use bulkhead::sandbox::{Sandbox, SandboxConfig};
 use bulkhead::serve::Options;
-use bulkhead::serve::wasm::WasmBackend;
 use bulkhead_eta_model::artifact::Artifact;
 use bulkhead_eta_model::schema::{Value as V, parse_row};
 use serde_json::{Value, json};
 use serve_common::{Server, registry_with};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn slice() -> PathBuf {
@@ -128,16 +125,7 @@ fn each_tenant_gets_its_own_model_through_the_sandbox() {
             r#""model": {"name": "eta-FL", "version": "production"}"#,
         ),
     ]);
-    let sandbox = Sandbox::new(SandboxConfig {
-        data_dir: Some(data_dir.clone()),
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    let backend = Arc::new(WasmBackend::new(
-        ModelStore::open(&data_dir).unwrap(),
-        Arc::new(sandbox),
-        Duration::from_millis(200),
-    ));
+    let backend = serve_common::wasm_backend(&data_dir);
     let s = Server::start(
         backend,
         &reg,

@@ -17,6 +17,7 @@
 //! * `time` is UTC with milliseconds; the billing period of an event is the month of its
 //!   `time` (`2026-11`), and nothing else.
 
+use bulkhead_model_kit::days::{civil_from_days, days_from_civil};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -251,32 +252,6 @@ impl Event {
 
 // ------------------------------------------------------------------------ time
 
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) → days since 1970-01-01 (`days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `2026-11-28T13:04:25.123Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let ms = match t.duration_since(UNIX_EPOCH) {
@@ -288,7 +263,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let (y, mo, d) = civil_from_days(i32::try_from(secs.div_euclid(86_400)).unwrap_or(i32::MAX));
     let s = secs.rem_euclid(86_400);
     format!(
         "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -334,11 +309,8 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
-    let days = days_from_civil(y, mo, d);
-    // Reject a day the month does not have (2026-02-30).
-    if civil_from_days(days) != (y, mo, d) {
-        return None;
-    }
+    // `None` for a day the month does not have (2026-02-30).
+    let days = i64::from(days_from_civil(i32::try_from(y).ok()?, mo, d)?);
     Some((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000 + ms)
 }
 

@@ -74,6 +74,8 @@ pub struct Scores {
     pub coverage: Option<f64>,
     /// The pre-departure alerts (at [`ALERT_AFTER_MINUTES`]) against the late flights.
     pub alerts: Option<AlertScores>,
+    /// The same once the departure delay is known.
+    pub alerts_with_dep_delay: Option<AlertScores>,
     pub rows: u64,
 }
 
@@ -164,7 +166,7 @@ impl Evaluator {
     pub fn score(&self, label: &str, artifact: &[u8], holdout: &[Flight]) -> Result<Scores> {
         let source = ModelSource::from_bytes(label, Arc::clone(&self.plugin), Arc::from(artifact));
         let (without, alerted) = self.predict(&source, holdout, false)?;
-        let (with, _) = self.predict(&source, holdout, true)?;
+        let (with, alerted_after) = self.predict(&source, holdout, true)?;
         let mut s = Scores {
             rows: holdout.len() as u64,
             ..Scores::default()
@@ -180,13 +182,17 @@ impl Evaluator {
             .filter(|c| !c.is_empty())
             .map(|c| c.iter().filter(|&&b| b).count() as f64 / c.len() as f64);
         // Late: arrived more than the threshold after the scheduled arrival.
-        s.alerts = Some(AlertScores::of(
-            ALERT_AFTER_MINUTES,
-            holdout
-                .iter()
-                .zip(&alerted)
-                .map(|(f, &a)| (a, f.example.eta - f.sched_block > ALERT_AFTER_MINUTES)),
-        ));
+        let scores = |alerted: &[bool]| {
+            AlertScores::of(
+                ALERT_AFTER_MINUTES,
+                holdout
+                    .iter()
+                    .zip(alerted)
+                    .map(|(f, &a)| (a, f.example.eta - f.sched_block > ALERT_AFTER_MINUTES)),
+            )
+        };
+        s.alerts = Some(scores(&alerted));
+        s.alerts_with_dep_delay = Some(scores(&alerted_after));
         Ok(s)
     }
 

@@ -42,8 +42,8 @@ pub struct Report {
     pub decision: String,
     /// What serves the tenant now, e.g. `eta-UA@3` or `eta-global@2`.
     pub serving: String,
-    /// The candidate's exception alerts on the holdout.
-    pub alerts: Option<AlertScores>,
+    /// The candidate's exception alerts on the holdout, before and after departure.
+    pub alerts: (Option<AlertScores>, Option<AlertScores>),
 }
 
 /// Everything one training run needs.
@@ -104,6 +104,7 @@ impl Pipeline<'_> {
                 global_version,
                 evaluated_by: Some(self.evaluator.describe()),
                 alerts: scores.alerts,
+                alerts_with_dep_delay: scores.alerts_with_dep_delay,
                 metric: None,
             }),
             gate: Some(gate),
@@ -177,7 +178,7 @@ impl Pipeline<'_> {
             train_rows,
             holdout_rows,
             candidate_mape: scores.mape,
-            alerts: scores.alerts,
+            alerts: (scores.alerts, scores.alerts_with_dep_delay),
             global_mape: None,
             on_time_mape: on_time,
             decision,
@@ -268,7 +269,7 @@ impl Pipeline<'_> {
             train_rows,
             holdout_rows,
             candidate_mape: scores.mape,
-            alerts: scores.alerts,
+            alerts: (scores.alerts, scores.alerts_with_dep_delay),
             global_mape: global_scores.mape,
             on_time_mape: on_time,
             decision,
@@ -277,27 +278,26 @@ impl Pipeline<'_> {
     }
 }
 
-/// The `train` table.
-/// `precision/recall` of a report's alerts (`-` where undefined).
-fn alerts(a: Option<&AlertScores>) -> String {
-    let Some(a) = a else {
-        return "-".into();
-    };
+/// `precision/recall` of a report's alerts before and after departure (`-` where
+/// undefined), with the counts.
+fn alerts(before: Option<&AlertScores>, after: Option<&AlertScores>) -> String {
     let p = |x: Option<f64>| x.map_or_else(|| "-".into(), |v| format!("{:.0}%", 100.0 * v));
-    format!(
-        "{}/{} ({} alerts, {} late)",
-        p(a.precision),
-        p(a.recall),
-        a.alerted,
-        a.late
-    )
+    let one = |a: Option<&AlertScores>| {
+        a.map_or_else(
+            || "-".into(),
+            |a| format!("{}/{} ({} alerts)", p(a.precision), p(a.recall), a.alerted),
+        )
+    };
+    let late = before.or(after).map_or(0, |a| a.late);
+    format!("{} | {}; {late} late", one(before), one(after))
 }
 
+/// The `train` table.
 pub fn table(reports: &[Report]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<7} {:<11} {:>7} {:>7} {:>8} {:>10} {:>8} {:>8}  {:<34} {:<14} ALERTS (P/R, late > {:.0} min)",
+        "{:<7} {:<11} {:>7} {:>7} {:>8} {:>10} {:>8} {:>8}  {:<34} {:<14} ALERTS late > {:.0} min, precision/recall: before departure | after",
         "TENANT",
         "MODEL",
         "VERSION",
@@ -324,7 +324,7 @@ pub fn table(reports: &[Report]) -> String {
             pct(r.on_time_mape),
             r.decision,
             r.serving,
-            alerts(r.alerts.as_ref())
+            alerts(r.alerts.0.as_ref(), r.alerts.1.as_ref())
         );
     }
     s

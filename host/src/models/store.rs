@@ -136,6 +136,9 @@ pub struct Evaluation {
     /// flights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertScores>,
+    /// The same once the departure delay is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_with_dep_delay: Option<AlertScores>,
 }
 
 /// Exception alerts against what happened: a flight is late when it arrived more than

@@ -30,6 +30,21 @@ pub fn registry_with(extra: &[(&str, &str)]) -> String {
     doc
 }
 
+/// The real backend over the model store in `data_dir`: the wasmtime sandbox (precompiled
+/// code cached there), a 200 ms resolve cache.
+pub fn wasm_backend(data_dir: &Path) -> Arc<bulkhead::serve::wasm::WasmBackend> {
+    let sandbox = bulkhead::sandbox::Sandbox::new(bulkhead::sandbox::SandboxConfig {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..bulkhead::sandbox::SandboxConfig::default()
+    })
+    .unwrap();
+    Arc::new(bulkhead::serve::wasm::WasmBackend::new(
+        bulkhead::models::store::ModelStore::open(data_dir).unwrap(),
+        Arc::new(sandbox),
+        Duration::from_millis(200),
+    ))
+}
+
 /// `{"rows": [...]}` with `n` rows.
 pub fn eta_body(n: usize) -> Vec<u8> {
     let row = serde_json::json!({"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719,"dep_delay":null});

@@ -34,8 +34,8 @@
 
 use crate::features::{AIRCRAFT_CLASSES, WEATHER_CLASSES};
 use crate::schema::{Code, EtaInput, InputError};
-use bulkhead_model_kit::bytes::{ReadError, Reader};
-use std::fmt;
+pub use bulkhead_model_kit::bytes::ArtifactError;
+use bulkhead_model_kit::bytes::Reader;
 
 pub const MAGIC: [u8; 8] = *b"BHETAMDL";
 pub const FORMAT_VERSION: u16 = 3;
@@ -175,26 +175,8 @@ pub struct Eta {
     pub upper: f64,
 }
 
-/// Why bytes are not an artifact (maps to the WIT `bad-artifact`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ArtifactError(pub String);
-
-impl fmt::Display for ArtifactError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ArtifactError {}
-
 fn err(msg: impl Into<String>) -> ArtifactError {
     ArtifactError(msg.into())
-}
-
-impl From<ReadError> for ArtifactError {
-    fn from(e: ReadError) -> Self {
-        ArtifactError(e.0)
-    }
 }
 
 impl Params {

@@ -1,9 +1,29 @@
 //! Reading an artifact: little-endian fields with every bound checked, so a truncated or
 //! hostile artifact is an error, never a panic.
 
-/// Why bytes could not be read (a decoder wraps it in its own error type).
+use std::fmt;
+
+/// Why bytes could not be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadError(pub String);
+
+/// Why bytes are not an artifact (maps to the WIT `bad-artifact`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactError(pub String);
+
+impl fmt::Display for ArtifactError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ArtifactError {}
+
+impl From<ReadError> for ArtifactError {
+    fn from(e: ReadError) -> Self {
+        ArtifactError(e.0)
+    }
+}
 
 /// A bounds-checked little-endian reader.
 pub struct Reader<'a> {
