@@ -8,6 +8,7 @@ use bulkhead::models::cli::{self as model_cli, ModelArgs, TrainArgs};
 use bulkhead::registry::cli::{self as registry_cli, RegistryCmd, TenantCmd};
 use bulkhead::registry::{api, watch::Watcher};
 use bulkhead::serve::cli::{self as serve_cli, ServeArgs};
+use bulkhead::top::TopArgs;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -95,6 +96,9 @@ enum Cmd {
     /// event), reconcile it with the raw log, export it for billing, tail the log.
     #[command(subcommand)]
     Meter(MeterCmd),
+    /// A terminal view of a host's /metrics, refreshed every second: per tenant
+    /// requests/s, p95, in flight, 429s, guest CPU and its share of the pool, batch rows/s.
+    Top(TopArgs),
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -155,6 +159,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Train(args) => model_cli::run_train(&cli.state_dir, *args)?,
         Cmd::Tenant(cmd) => registry_cli::run_tenant(&registry, cmd)?,
         Cmd::Meter(cmd) => meter_cli::run(&cli.state_dir, &registry, cmd)?,
+        Cmd::Top(args) => bulkhead::top::run(&args)?,
     }
     Ok(())
 }
