@@ -75,7 +75,8 @@ enum Cmd {
         listen: SocketAddr,
     },
     /// Run the data plane: verify identity again, admit, and run each tenant's model in
-    /// its wasmtime sandbox (POST /v1/eta, /healthz, /readyz, /metrics).
+    /// its wasmtime sandbox (POST /v1/eta, /healthz, /readyz, /metrics); batch jobs on
+    /// their own SCHED_IDLE workers (POST /v1/batch/eta, GET /v1/batch/{id}[/results]).
     Serve(Box<ServeArgs>),
     /// List, show, train, promote and seed models in the model store.
     Model(ModelArgs),

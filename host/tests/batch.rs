@@ -282,6 +282,14 @@ fn batch_jobs_score_like_the_interactive_api_and_stay_with_their_tenant() {
     assert_eq!(r.status, 400, "{}", r.text());
     let reason = r.json().unwrap()["reason"].as_str().unwrap().to_string();
     assert!(reason.starts_with("line 3.origin"), "{reason}");
+    // The same with megabytes still to come after the bad line: the rest is read and
+    // dropped, so the client (or Envoy in front) gets the 400, not a reset connection.
+    let mut body = ndjson(2);
+    body.extend_from_slice(b"{\"origin\": true}\n");
+    body.extend_from_slice(&ndjson(30_000));
+    let r = dl.req("POST", "/v1/batch/eta", Some("application/x-ndjson"), &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("line 3.origin"), "{}", r.text());
     let r = dl.req("POST", "/v1/batch/eta", Some("text/csv"), b"a,b\n1,2\n3\n");
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("line 3"), "{}", r.text());

@@ -159,13 +159,22 @@ async fn submit_inner(
         return Err(internal(e.into()));
     }
     let mut read_error = None;
+    let mut read: u64 = 0;
+    let mut refused = false;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
-                if let Ok(data) = f.into_data()
-                    && tx.send(data).await.is_err()
-                {
-                    break; // the ingest thread stopped on a bad line
+                let Ok(data) = f.into_data() else { continue };
+                read += data.len() as u64;
+                if refused {
+                    // The rest of a refused upload is read and dropped (up to the byte
+                    // limit): a proxy in front (Envoy) only relays the 400 if the
+                    // connection is not reset under a body still being sent.
+                    if read > cfg.max_bytes {
+                        break;
+                    }
+                } else if tx.send(data).await.is_err() {
+                    refused = true; // the ingest thread stopped on a bad line
                 }
             }
             Err(_) => {

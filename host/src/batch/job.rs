@@ -1,7 +1,11 @@
 //! A job on disk: `<batch-dir>/<tenant>/<job-id>/` holds `input` (the upload as sent),
 //! `status.json` (written atomically: temp file, fsync, rename, fsync the directory) and
-//! `results/<chunk>.ndjson` (one file per scored chunk, written the same way). A chunk is
-//! done exactly when its results file exists, which is what a restart resumes from.
+//! `results/<chunk>.ndjson` (one file per scored chunk, written whole: temp file, fsync,
+//! rename). A chunk is done exactly when its results file exists, which is what a restart
+//! resumes from; a chunk whose rename was lost in a power cut is simply scored again (and
+//! billed under the same event id). Progress counters are kept in memory and recomputed
+//! from the results files on a restart, so a chunk costs two fsyncs (its results and its
+//! usage event), not four.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -118,6 +122,13 @@ impl Job {
         Ok(s.clone())
     }
 
+    /// Changes the status in memory only (progress counters: a restart recomputes them
+    /// from the results files, so they need no fsync per chunk).
+    pub fn set(&self, f: impl FnOnce(&mut Status)) {
+        let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s);
+    }
+
     pub fn input(&self) -> PathBuf {
         self.dir.join(INPUT)
     }
@@ -137,6 +148,16 @@ pub fn chunk_path(job_dir: &Path, chunk: u64) -> PathBuf {
 
 /// Writes `bytes` to `path` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_whole(path, bytes)?;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no directory", path.display()))?;
+    sync_dir(dir)
+}
+
+/// Writes `bytes` to `path` atomically (temp file, fsync, rename): the file is either
+/// absent or whole. The rename itself is made durable later by one [`sync_dir`].
+pub fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no directory", path.display()))?;
@@ -147,7 +168,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("writing {}", tmp.path().display()))?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
-    sync_dir(dir)
+    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {

@@ -125,6 +125,11 @@ fn score_job(plane: &BatchPlane, rt: &tokio::runtime::Runtime, job: &Job) -> Res
         if is_done(chunk.index) {
             done_rows += chunk.rows;
             failed_rows += count_errors(&job.chunk_file(chunk.index))?;
+            let (d, f) = (done_rows, failed_rows);
+            job.set(|s| {
+                s.rows_done = d;
+                s.rows_failed = f;
+            });
             continue;
         }
         let started = Instant::now();
@@ -158,7 +163,7 @@ fn score_job(plane: &BatchPlane, rt: &tokio::runtime::Runtime, job: &Job) -> Res
             rt.block_on(meter.record(&ev))
                 .map_err(|e| anyhow::anyhow!("the chunk's usage event is not durable: {e}"))?;
         }
-        job::write_atomic(&job.chunk_file(chunk.index), &scored.lines)?;
+        job::write_whole(&job.chunk_file(chunk.index), &scored.lines)?;
         plane
             .metrics
             .rows
@@ -172,11 +177,13 @@ fn score_job(plane: &BatchPlane, rt: &tokio::runtime::Runtime, job: &Job) -> Res
         done_rows += chunk.rows;
         failed_rows += chunk.rows - scored.ok_rows;
         let (d, f) = (done_rows, failed_rows);
-        job.update(|s| {
+        job.set(|s| {
             s.rows_done = d;
             s.rows_failed = f;
-        })?;
+        });
     }
+    // Every results file's rename durable before the job says done.
+    job::sync_dir(&job.dir.join(job::RESULTS))?;
     let (d, f) = (done_rows, failed_rows);
     job.update(|s| {
         s.status = State::Done;
