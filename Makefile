@@ -74,6 +74,12 @@ bench-host: deps
 bench-meter: deps
 	scripts/bench-meter.sh
 
+## make bench-noisy: tenant B's latency alone, then beside tenant A's flood (10x its plan) and a
+## 1,000,000-row batch job, with the protections on and off; results in BENCHMARKS.md.
+.PHONY: bench-noisy
+bench-noisy: deps
+	scripts/bench-noisy.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf .bulkhead

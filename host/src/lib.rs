@@ -3,6 +3,7 @@
 //! tools behind `make run` and `make token` (a local dev issuer, an echo upstream,
 //! Envoy config rendering). The data plane (`bulkhead serve`) lands with the host issue.
 
+pub mod batch;
 pub mod dev;
 pub mod features;
 pub mod metering;
@@ -10,3 +11,4 @@ pub mod models;
 pub mod registry;
 pub mod sandbox;
 pub mod serve;
+pub mod top;

@@ -8,6 +8,7 @@ use bulkhead::models::cli::{self as model_cli, ModelArgs, TrainArgs};
 use bulkhead::registry::cli::{self as registry_cli, RegistryCmd, TenantCmd};
 use bulkhead::registry::{api, watch::Watcher};
 use bulkhead::serve::cli::{self as serve_cli, ServeArgs};
+use bulkhead::top::TopArgs;
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -74,7 +75,8 @@ enum Cmd {
         listen: SocketAddr,
     },
     /// Run the data plane: verify identity again, admit, and run each tenant's model in
-    /// its wasmtime sandbox (POST /v1/eta, /healthz, /readyz, /metrics).
+    /// its wasmtime sandbox (POST /v1/eta, /healthz, /readyz, /metrics); batch jobs on
+    /// their own SCHED_IDLE workers (POST /v1/batch/eta, GET /v1/batch/{id}[/results]).
     Serve(Box<ServeArgs>),
     /// List, show, train, promote and seed models in the model store.
     Model(ModelArgs),
@@ -95,6 +97,9 @@ enum Cmd {
     /// event), reconcile it with the raw log, export it for billing, tail the log.
     #[command(subcommand)]
     Meter(MeterCmd),
+    /// A terminal view of a host's /metrics, refreshed every second: per tenant
+    /// requests/s, p95, in flight, 429s, guest CPU and its share of the pool, batch rows/s.
+    Top(TopArgs),
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -155,6 +160,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Train(args) => model_cli::run_train(&cli.state_dir, &registry, *args)?,
         Cmd::Tenant(cmd) => registry_cli::run_tenant(&registry, cmd)?,
         Cmd::Meter(cmd) => meter_cli::run(&cli.state_dir, &registry, cmd)?,
+        Cmd::Top(args) => bulkhead::top::run(&args)?,
     }
     Ok(())
 }

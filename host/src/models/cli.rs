@@ -90,6 +90,13 @@ pub struct TrainArgs {
 
 /// `bulkhead train`.
 pub fn run_train(state_dir: &Path, registry: &Path, args: TrainArgs) -> Result<()> {
+    // Training runs in the batch plane too: this thread, and every thread it starts
+    // (they inherit it), in SCHED_IDLE, so a training run never takes CPU that serving wants.
+    let sched = crate::batch::sched::lower_current_thread(crate::batch::sched::SchedMode::Idle);
+    tracing::info!(
+        scheduling = sched.as_str(),
+        "training in the batch scheduling class"
+    );
     let store = args.store.open(state_dir)?;
     let meter = match args.meter {
         crate::serve::cli::MeterMode::Off => None,

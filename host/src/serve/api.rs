@@ -51,28 +51,32 @@ pub fn parse_rows(body: &[u8], b: &Bounds) -> Result<Batch, ApiError> {
     }
     let mut batch = BatchBuilder::new();
     for (i, obj) in req.rows.into_iter().enumerate() {
-        row(&mut batch, i, obj, b)?;
+        parse_row(&mut batch, &|| format!("rows[{i}]"), obj, b)?;
     }
     Ok(batch.finish())
 }
 
-fn row(
+/// Checks one row object and adds it to `batch` as its next row. `place` names the row in
+/// errors (`rows[3]` for `POST /v1/eta`, `line 7` for a batch upload); a feature's name
+/// is appended to it (`rows[3].origin`).
+pub fn parse_row(
     batch: &mut BatchBuilder,
-    i: usize,
+    place: &dyn Fn() -> String,
     obj: serde_json::Map<String, serde_json::Value>,
     b: &Bounds,
 ) -> Result<(), ApiError> {
     if obj.len() > b.max_features {
         return Err(ApiError::bad_request(format!(
-            "rows[{i}]: at most {} features per row",
+            "{}: at most {} features per row",
+            place(),
             b.max_features
         )));
     }
     batch
         .next_row()
-        .map_err(|e| ApiError::bad_request(format!("rows[{i}]: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", place())))?;
     for (name, v) in obj {
-        let at = || format!("rows[{i}].{}", printable(&name));
+        let at = || format!("{}.{}", place(), printable(&name));
         if name.is_empty() || name.len() > b.max_name_len {
             return Err(ApiError::bad_request(format!(
                 "{}: feature names are 1-{} bytes",

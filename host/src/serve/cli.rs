@@ -4,6 +4,8 @@ use super::identity::Identity;
 use super::tls::{self, TlsListener};
 use super::wasm::WasmBackend;
 use super::{App, Limits, Options, Transport, api};
+use crate::batch::sched::SchedMode;
+use crate::batch::{BatchConfig, BatchPlane};
 use crate::dev::issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
 use crate::metering::sink::{self, Meter};
 use crate::models::ModelStore;
@@ -95,6 +97,33 @@ pub struct ServeArgs {
     /// costs only.
     #[arg(long, value_enum, default_value = "on")]
     pub meter: MeterMode,
+    /// Batch plane (`POST /v1/batch/eta`): worker threads, apart from the HTTP runtime.
+    #[arg(long, default_value_t = 1)]
+    pub batch_workers: usize,
+    /// Scheduling class of the batch plane's threads: `idle` (SCHED_IDLE, falling back to
+    /// nice 19) or `normal` (only to measure what the idle class buys).
+    #[arg(long, value_enum, default_value = "idle")]
+    pub batch_sched: SchedMode,
+    /// Batch jobs of one tenant scored at once (its other jobs queue).
+    #[arg(long, default_value_t = 1)]
+    pub batch_per_tenant: usize,
+    /// Rows per sandbox call (one Store each) and per usage event.
+    #[arg(long, default_value_t = 2000)]
+    pub batch_chunk_rows: u64,
+    /// Largest batch upload (413 beyond).
+    #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
+    pub batch_max_bytes: u64,
+    /// Most rows in one batch job (413 beyond).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub batch_max_rows: u64,
+    /// Wall time per chunk call (a SCHED_IDLE thread may wait for the CPU; a chunk that
+    /// times out is retried).
+    #[arg(long, default_value_t = 30_000, value_name = "MS")]
+    pub batch_chunk_timeout_ms: u64,
+    /// The batch plane's own meter log (one writer per log)
+    /// [default: batch-meter beside the --meter-dir].
+    #[arg(long, value_name = "DIR")]
+    pub batch_meter_dir: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +147,30 @@ impl ServeArgs {
             },
             ..Options::default()
         }
+    }
+
+    /// The batch plane's sandbox: the same engine settings, its own (small) instance
+    /// pool, and per-call limits sized for a chunk.
+    fn batch_sandbox_config(&self, data_dir: &Path) -> SandboxConfig {
+        let mut c = self.sandbox_config(data_dir);
+        c.limits.timeout = Duration::from_millis(self.batch_chunk_timeout_ms);
+        c.limits.max_output_bytes = c
+            .limits
+            .max_output_bytes
+            .max(usize::try_from(self.batch_chunk_rows.saturating_mul(64)).unwrap_or(usize::MAX));
+        c.pool.max_instances = u32::try_from(self.batch_workers.max(1) + 2).unwrap_or(u32::MAX);
+        c
+    }
+
+    fn batch_config(&self, data_dir: &Path) -> BatchConfig {
+        let mut b = BatchConfig::new(data_dir.join("batch"));
+        b.workers = self.batch_workers.max(1);
+        b.per_tenant = self.batch_per_tenant.max(1);
+        b.chunk_rows = self.batch_chunk_rows.max(1);
+        b.max_bytes = self.batch_max_bytes;
+        b.max_rows = self.batch_max_rows;
+        b.sched = self.batch_sched;
+        b
     }
 
     fn sandbox_config(&self, data_dir: &Path) -> SandboxConfig {
@@ -200,18 +253,30 @@ pub fn run(
     let store = ModelStore::open(&data_dir)?;
     let opts = args.options();
     let meter = open_meter(state_dir, &args)?;
-    let opts = Options {
-        meter: meter.clone(),
-        ..opts
-    };
+    let batch_meter = open_batch_meter(state_dir, &args)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let served = rt.block_on(async move {
+    let mut batch_plane = None;
+    let served = rt.block_on(async {
         let sandbox = Arc::new(Sandbox::new(args.sandbox_config(&data_dir))?);
         let backend = Arc::new(WasmBackend::new(
             store,
             sandbox,
             Duration::from_millis(args.resolve_ttl_ms),
         ));
+        // The batch plane: its own sandbox (engine, pool, cache) over the same store.
+        let batch_sandbox = Arc::new(Sandbox::new(args.batch_sandbox_config(&data_dir))?);
+        let batch_backend = Arc::new(WasmBackend::new(
+            ModelStore::open(&data_dir)?,
+            batch_sandbox,
+            Duration::from_millis(args.resolve_ttl_ms),
+        ));
+        let batch = BatchPlane::start(args.batch_config(&data_dir), batch_backend, batch_meter)?;
+        batch_plane = Some(Arc::clone(&batch));
+        let opts = Options {
+            meter: meter.clone(),
+            batch: Some(batch),
+            ..opts
+        };
         let app = App::new(identity, watcher, backend, &opts)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -239,6 +304,9 @@ pub fn run(
         );
         super::serve_on(transport, app, &opts, shutdown).await
     });
+    if let Some(b) = batch_plane {
+        b.stop();
+    }
     if let Some(m) = &meter {
         let s = m.stats();
         tracing::info!(
@@ -251,6 +319,38 @@ pub fn run(
     served
 }
 
+/// The batch plane's meter log (`--batch-meter-dir`, default `batch-meter` beside the
+/// interactive one), recovered; `None` with `--meter off`.
+fn open_batch_meter(state_dir: &Path, args: &ServeArgs) -> Result<Option<Arc<Meter>>> {
+    if args.meter == MeterMode::Off {
+        return Ok(None);
+    }
+    let dir = args.batch_meter_dir.clone().unwrap_or_else(|| {
+        let meter = meter_dir(state_dir, args);
+        meter
+            .parent()
+            .map_or_else(|| PathBuf::from("batch-meter"), |p| p.join("batch-meter"))
+    });
+    let source = format!("{}/batch", sink::source_for(&args.listen));
+    let (meter, rec) = Meter::open(&dir, source)
+        .with_context(|| format!("opening the batch meter log in {}", dir.display()))?;
+    if let Some(t) = &rec.truncated {
+        tracing::warn!(segment = %t.segment.display(), at = t.at, dropped_bytes = t.dropped_bytes,
+            reason = %t.reason, "batch meter log: truncated a torn or corrupt tail (earlier events kept)");
+    }
+    tracing::info!(batch_meter_dir = %dir.display(), events = rec.records, "batch meter log open");
+    Ok(Some(Arc::new(meter)))
+}
+
+fn meter_dir(state_dir: &Path, args: &ServeArgs) -> PathBuf {
+    args.meter_dir.clone().unwrap_or_else(|| {
+        args.data_dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("data-plane"))
+            .join("meter")
+    })
+}
+
 /// The meter log (`--meter-dir`), recovered; `None` with `--meter off`.
 fn open_meter(state_dir: &Path, args: &ServeArgs) -> Result<Option<Arc<Meter>>> {
     if args.meter == MeterMode::Off {
@@ -259,12 +359,7 @@ fn open_meter(state_dir: &Path, args: &ServeArgs) -> Result<Option<Arc<Meter>>> 
     }
     // Default: beside the host's models, so hosts with their own data dirs (one log has
     // one writer) never share a log.
-    let dir = args.meter_dir.clone().unwrap_or_else(|| {
-        args.data_dir
-            .clone()
-            .unwrap_or_else(|| state_dir.join("data-plane"))
-            .join("meter")
-    });
+    let dir = meter_dir(state_dir, args);
     let (meter, rec) = Meter::open(&dir, sink::source_for(&args.listen))
         .with_context(|| format!("opening the meter log in {}", dir.display()))?;
     if let Some(t) = &rec.truncated {

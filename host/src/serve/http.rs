@@ -32,6 +32,9 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/eta", post(eta))
         .route("/v1/forecast/demand", post(demand))
+        .route("/v1/batch/eta", post(crate::batch::http::submit))
+        .route("/v1/batch/{id}", get(crate::batch::http::status))
+        .route("/v1/batch/{id}/results", get(crate::batch::http::results))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -245,16 +248,7 @@ async fn call_model<E: Endpoint>(
     endpoint: &E,
 ) -> Result<(E::Query, Outcome, ModelInfo, TenantRoute), ApiError> {
     let (parts, body) = req.into_parts();
-    let org = app.identity.check(&parts.headers).inspect_err(|e| {
-        app.metrics.identity_refused(e.error);
-    })?;
-    let route = app.tenants.route(&org).inspect_err(|e| {
-        // Suspended or on another plane: still a registered tenant, so a bounded label.
-        if e.error != "unknown_tenant" {
-            tenant.clone_from(&org);
-        }
-    })?;
-    tenant.clone_from(&route.org_id);
+    let route = tenant_route(app, &parts.headers, tenant)?;
 
     let body = read_body(&parts.headers, body, app.limits.max_body_bytes).await?;
     let (query, rows, model_ref, alert_after_minutes) =
@@ -338,6 +332,27 @@ async fn call_model<E: Endpoint>(
         fallback: outcome.model.name != model_ref.name,
     };
     Ok((query, outcome, model, route))
+}
+
+/// The caller's verified tenant and its registry route: the identity re-check, then the
+/// registry (unknown, suspended, other plane). The same for every tenant endpoint.
+/// `tenant` is set as soon as the caller is known to be a registered tenant.
+pub(crate) fn tenant_route(
+    app: &App,
+    headers: &axum::http::HeaderMap,
+    tenant: &mut String,
+) -> Result<TenantRoute, ApiError> {
+    let org = app.identity.check(headers).inspect_err(|e| {
+        app.metrics.identity_refused(e.error);
+    })?;
+    let route = app.tenants.route(&org).inspect_err(|e| {
+        // Suspended or on another plane: still a registered tenant, so a bounded label.
+        if e.error != "unknown_tenant" {
+            tenant.clone_from(&org);
+        }
+    })?;
+    tenant.clone_from(&route.org_id);
+    Ok(route)
 }
 
 async fn read_body(

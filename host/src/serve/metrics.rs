@@ -248,6 +248,11 @@ impl Metrics {
             .inc();
     }
 
+    /// Adds the batch plane's families.
+    pub fn register_batch(&mut self, b: &crate::batch::BatchMetrics) {
+        b.register(&mut self.registry);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {

@@ -14,6 +14,7 @@
 //! | [`ready`] | warm-up and `/readyz` |
 //! | [`metrics`] | Prometheus |
 //! | [`http`] | routes and the request pipeline |
+//! | [`crate::batch`] | `POST /v1/batch/eta` and its own worker pool (SCHED_IDLE) |
 //! | [`tls`] | mTLS: `--tls-cert`/`--tls-key`/`--client-ca`, a client certificate required |
 //! | [`cli`] | the `serve` subcommand |
 
@@ -32,6 +33,7 @@ pub mod tenants;
 pub mod tls;
 pub mod wasm;
 
+use crate::batch::BatchPlane;
 use crate::metering::sink::Meter;
 use crate::registry::watch::Watcher;
 use admission::Admission;
@@ -79,6 +81,8 @@ pub struct Options {
     /// Where each successful prediction's usage event is made durable before the
     /// response; `None` meters nothing (`--meter off`).
     pub meter: Option<Arc<Meter>>,
+    /// The batch plane (`POST /v1/batch/eta`); `None`: the batch endpoints are 404.
+    pub batch: Option<Arc<BatchPlane>>,
 }
 
 impl Default for Options {
@@ -91,6 +95,7 @@ impl Default for Options {
             registry_poll: Duration::from_millis(250),
             warm_period: Duration::from_secs(1),
             meter: None,
+            batch: None,
         }
     }
 }
@@ -105,6 +110,7 @@ pub struct App {
     pub readiness: Arc<Readiness>,
     pub limits: Limits,
     pub meter: Option<Arc<Meter>>,
+    pub batch: Option<Arc<BatchPlane>>,
 }
 
 impl App {
@@ -117,12 +123,15 @@ impl App {
         let identity = Arc::new(identity);
         let tenants = Arc::new(Tenants::new(watcher, opts.plane.clone())?);
         let readiness = Arc::new(Readiness::new());
-        let metrics = Metrics::new(
+        let mut metrics = Metrics::new(
             Arc::clone(&backend),
             Arc::clone(&tenants),
             Arc::clone(&identity),
             readiness.flag(),
         );
+        if let Some(b) = &opts.batch {
+            metrics.register_batch(b.metrics());
+        }
         Ok(Arc::new(App {
             identity,
             tenants,
@@ -132,6 +141,7 @@ impl App {
             readiness,
             limits: opts.limits.clone(),
             meter: opts.meter.clone(),
+            batch: opts.batch.clone(),
         }))
     }
 }

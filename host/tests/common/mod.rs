@@ -136,6 +136,10 @@ impl Control {
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         http(self.addr, "GET", path, headers)
     }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for Control {

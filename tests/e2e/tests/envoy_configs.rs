@@ -452,9 +452,17 @@ fn the_edge_chain_is_jwt_auth_tenant_router_rate_limit_router_everywhere() {
             .collect();
         assert_eq!(names, CHAIN, "{prefix}: filter order");
         let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
-        assert_eq!(routes.as_array().unwrap().len(), 1, "{prefix}: one route");
+        // Batch uploads first (no 15 s route timeout), then everything else; both route
+        // on x-data-plane.
+        assert_eq!(routes.as_array().unwrap().len(), 2, "{prefix}: two routes");
+        assert_eq!(routes[0]["match"], json!({"prefix": "/v1/batch/"}));
         assert_eq!(
             routes[0]["route"],
+            json!({"cluster_header": "x-data-plane", "timeout": "300s"}),
+            "{prefix}: batch routes on x-data-plane"
+        );
+        assert_eq!(
+            routes[1]["route"],
             json!({"cluster_header": "x-data-plane"}),
             "{prefix}: routes on x-data-plane"
         );
