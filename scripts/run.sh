@@ -26,6 +26,7 @@ POOL_EU_PORT=${POOL_EU_PORT:-18083}
 BIN=target/release/bulkhead
 WASM_DIR=$PWD/target/wasm32-wasip1/release
 PLUGIN=target/wasm32-wasip2/release/eta_forecaster_plugin.wasm
+DEMAND_PLUGIN=target/wasm32-wasip2/release/demand_forecaster_plugin.wasm
 ENVOY=$(scripts/envoy-bin.sh)
 mkdir -p "$STATE/logs"
 export BULKHEAD_STATE_DIR=$STATE BULKHEAD_REGISTRY=$REGISTRY
@@ -91,6 +92,12 @@ for org in json.load(open(sys.argv[1]))["tenants"]:
   echo "models for $h ($dir):"
   "$BIN" model --data-dir "$dir" seed --flights "$STATE/data/flights.csv" \
     --plugin "$PLUGIN" --from-registry "$dir/seed-registry.json" | sed 's/^/  /'
+  # Each tenant's demand model (daily flights per lane), gated against seasonal naive.
+  if [ "${#tenant_args[@]}" -gt 0 ] && [ ! -f "$dir/models/demand-${tenant_args[1]}/aliases.json" ]; then
+    echo "demand models for $h:"
+    "$BIN" train --demand --data-dir "$dir" --data "$STATE/data/flights.csv" \
+      --plugin "$DEMAND_PLUGIN" "${tenant_args[@]}" | sed 's/^/  /'
+  fi
 done
 
 "$BIN" envoy-config --template envoy/edge.yaml \
@@ -142,7 +149,7 @@ TOKEN_EV=$("$BIN" token --org EV)
 TOKEN_DL=$("$BIN" token --org DL)
 TOKEN_UA=$("$BIN" token --org UA)
 TOKEN_B6=$("$BIN" token --org B6)
-ROW='{"rows":[{"origin":"EWR","dest":"ORD","month":1,"sched_dep_hour":6,"distance":719}]}'
+ROW='{"rows":[{"origin":"EWR","dest":"ORD","sched_dep":"2013-11-29T17:45","sched_arr":"2013-11-29T19:01","tailnum":"N14228","distance":719,"dep_delay":60}]}'
 
 # Until tenant-router has fetched the registry it answers 503 registry_unavailable.
 ready=
@@ -188,8 +195,14 @@ The dev issuer key ($STATE/dev/) and the dev CAs + certificates ($STATE/tls/) we
   # bridge tenant DL → dp_pool_us with its own model, eta-DL (trained on DL's flights only)
   curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$DL" $J
 
-  # silo tenant UA → its own host, dp_silo_ua, model eta-UA
+  # silo tenant UA → its own host, dp_silo_ua, model eta-UA (a flight that left 60 min
+  # late: an exception alert with its reasons)
   curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$UA" $J
+
+  # UA's demand forecast: daily flights on two of its lanes for a week
+  curl -s localhost:$LISTEN_PORT/v1/forecast/demand -H "authorization: Bearer \$UA" \
+    -H 'content-type: application/json' \
+    -d '{"lanes":[{"origin":"EWR","dest":"ORD"},{"origin":"EWR","dest":"SFO"}],"start":"2013-11-01","horizon_days":7}'
 
   # B6 is EU-resident: this US edge refuses it (403 wrong_region) and names the edge to use …
   curl -s localhost:$LISTEN_PORT/v1/eta -H "authorization: Bearer \$B6" $J

@@ -73,7 +73,7 @@ fn lookups_answer_from_the_verified_tenants_store_only() {
          EWR,2013,1,5,6,33,17,53,250,10,NA,0,1022,10,x\n",
     )
     .unwrap();
-    build_public(&features, &weather).unwrap();
+    build_public(&features, &weather, &Default::default()).unwrap();
 
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let backend = Arc::new(WasmBackend::new(

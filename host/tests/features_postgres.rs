@@ -292,7 +292,10 @@ fn pool_tenants_read_only_their_own_lanes() {
     // The allowlist and its messages are the SQLite store's.
     let aa = s.for_tenant("AA", Tier::Pool);
     let e = aa.lookup("flights", "x", &cols(&["a"])).unwrap_err();
-    assert_eq!(e, "unknown table `flights` (known: lanes, planes, weather)");
+    assert_eq!(
+        e,
+        "unknown table `flights` (known: lanes, planes, weather, airports)"
+    );
     let e = aa
         .lookup("lanes", "EWR|ORD", &cols(&["tenant_id"]))
         .unwrap_err();

@@ -286,7 +286,11 @@ fn training_and_serving_look_features_up_alike() {
     let tmp = tempfile::tempdir().unwrap();
     let features = tmp.path().join("features");
     let mut data = train::load(&data_dir.join("flights.csv"), None).unwrap();
-    load::build_public(&features, &data_dir.join("weather.csv")).unwrap();
+    let airports = bulkhead_eta_model::nyc::Airports::parse(
+        &std::fs::read_to_string(data_dir.join("airports.csv")).unwrap(),
+    )
+    .unwrap();
+    load::build_public(&features, &data_dir.join("weather.csv"), &airports).unwrap();
     let planes = load::read_planes(&data_dir.join("planes.csv")).unwrap();
     let ua: Vec<Flight> = data
         .loaded
@@ -346,4 +350,32 @@ fn training_and_serving_look_features_up_alike() {
         (blind - native).abs() > 1e-6,
         "no stores: {blind} vs {native}"
     );
+
+    // The featurize stage turns local departure and arrival times into the block time
+    // through the public airports table: EWR 06:00 EST → LAX 09:05 PST is 6 h 05, the
+    // same prediction as giving `sched_block: 365`.
+    use bulkhead::sandbox::{BatchBuilder, Value};
+    let evaluator = Evaluator::new(plugin())
+        .unwrap()
+        .with_features(std::sync::Arc::new(FeatureStores::new(&features)));
+    let mut b = BatchBuilder::new();
+    for arr in [true, false] {
+        b.next_row().unwrap();
+        b.set("origin", Value::Category("EWR".into())).unwrap();
+        b.set("dest", Value::Category("LAX".into())).unwrap();
+        b.set("sched_dep", Value::Category("2013-11-05T06:00".into()))
+            .unwrap();
+        b.set("distance", Value::Number(2454.0)).unwrap();
+        if arr {
+            b.set("sched_arr", Value::Category("2013-11-05T09:05".into()))
+                .unwrap();
+        } else {
+            b.set("sched_block", Value::Number(365.0)).unwrap();
+        }
+    }
+    let out = evaluator
+        .run("UA", "eta-UA@test", &artifact, b.finish())
+        .unwrap();
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    assert_eq!(out.predictions[0], out.predictions[1]);
 }

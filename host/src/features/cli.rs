@@ -103,7 +103,7 @@ pub fn run(state_dir: &Path, registry: &Path, args: FeaturesArgs) -> Result<()> 
                 );
             }
             let planes = load::read_planes(&planes)?;
-            let n = load::build_public(&dir, &weather)?;
+            let n = load::build_public(&dir, &weather, &airports)?;
             println!(
                 "public   weather {n:>7} rows  {}",
                 dir.join(super::store::PUBLIC_FILE).display()

@@ -60,6 +60,8 @@ pub fn featurize(flights: &mut [Flight], stores: &FeatureStores) -> Result<Cover
             input: f.example.input(true),
             sched_dep: Some(f.sched_dep),
             tailnum: f.tail.as_ref().map(|t| t.as_str()),
+            // The block time is already the flight's (from the same zone rule).
+            sched_arr: None,
         };
         let c = fz
             .conditions(&row)

@@ -9,12 +9,12 @@
 //! over the old one (and the directory fsynced): a reader sees the old file or the new
 //! one, never half of one.
 
-use super::schema::{LANES, PLANES, Table, WEATHER};
+use super::schema::{AIRPORTS, LANES, PLANES, Table, WEATHER};
 use super::store::{PUBLIC_FILE, TENANTS_DIR, tenant_file};
 use anyhow::{Context, Result, bail};
 use bulkhead_eta_model::Example;
 use bulkhead_eta_model::fit::quantile_sorted;
-use bulkhead_eta_model::nyc::Flight;
+use bulkhead_eta_model::nyc::{Airports, Flight};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params_from_iter};
 use std::collections::BTreeMap;
@@ -120,10 +120,25 @@ pub fn build_tenant(
     })
 }
 
-/// Writes the public store (weather) from `weather.csv`; returns the rows written.
-pub fn build_public(dir: &Path, weather_csv: &Path) -> Result<usize> {
+/// Writes the public store — weather from `weather.csv`, the airports' time zones — and
+/// returns the weather rows written.
+pub fn build_public(dir: &Path, weather_csv: &Path, airports: &Airports) -> Result<usize> {
     let rows = read_weather(weather_csv)?;
-    let written = write_store(&dir.join(PUBLIC_FILE), &[(&WEATHER, rows)])?;
+    let zones: Vec<Vec<Sql>> = airports
+        .0
+        .iter()
+        .map(|(code, z)| {
+            vec![
+                Sql::Text(code.to_string()),
+                Sql::Real(z.tz_hours),
+                Sql::Integer(i64::from(z.us_dst)),
+            ]
+        })
+        .collect();
+    let written = write_store(
+        &dir.join(PUBLIC_FILE),
+        &[(&WEATHER, rows), (&AIRPORTS, zones)],
+    )?;
     Ok(written.first().copied().unwrap_or(0))
 }
 

@@ -113,7 +113,16 @@ pub const WEATHER: Table = Table {
     ],
 };
 
-pub const TABLES: [&Table; 3] = [&LANES, &PLANES, &WEATHER];
+/// Airports' time zones (public data): what turns a local scheduled arrival into a block
+/// time.
+pub const AIRPORTS: Table = Table {
+    name: "airports",
+    scope: Scope::Public,
+    key: "FAA code, e.g. EWR",
+    columns: &[("tz", Kind::Real), ("us_dst", Kind::Integer)],
+};
+
+pub const TABLES: [&Table; 4] = [&LANES, &PLANES, &WEATHER, &AIRPORTS];
 
 pub fn table(name: &str) -> Option<&'static Table> {
     TABLES.iter().copied().find(|t| t.name == name)

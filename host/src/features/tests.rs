@@ -47,7 +47,10 @@ fn built() -> (tempfile::TempDir, FeatureStores) {
     std::fs::create_dir_all(&dir).unwrap();
     let weather = tmp.path().join("weather.csv");
     std::fs::write(&weather, WEATHER).unwrap();
-    assert_eq!(build_public(&dir, &weather).unwrap(), 1);
+    assert_eq!(
+        build_public(&dir, &weather, &Default::default()).unwrap(),
+        1
+    );
     // UA flies EWR-ORD three times in the training months (and once in November, which
     // must not count); DL flies EWR-ATL only.
     let ua = [
@@ -122,7 +125,10 @@ fn lookups_outside_the_schema_are_refused_by_name() {
     let (_tmp, stores) = built();
     let ua = stores.for_tenant("UA");
     let e = ua.lookup("flights", "x", &cols(&["eta"])).unwrap_err();
-    assert_eq!(e, "unknown table `flights` (known: lanes, planes, weather)");
+    assert_eq!(
+        e,
+        "unknown table `flights` (known: lanes, planes, weather, airports)"
+    );
     let e = ua
         .lookup("lanes", "EWR|ORD", &cols(&["flights\" FROM main.lanes --"]))
         .unwrap_err();
@@ -183,7 +189,10 @@ fn a_repeated_weather_hour_keeps_the_first_reading() {
     let repeated = WEATHER.to_string()
         + "EWR,2013,1,5,6,99,17.96,53.36,250,10.35,NA,0,1022.4,10,2013-01-05T12:00:00Z\n";
     std::fs::write(&weather, repeated).unwrap();
-    assert_eq!(build_public(tmp.path(), &weather).unwrap(), 1);
+    assert_eq!(
+        build_public(tmp.path(), &weather, &Default::default()).unwrap(),
+        1
+    );
     let got = FeatureStores::new(tmp.path())
         .for_tenant("UA")
         .lookup("weather", "EWR|2013-01-05T06", &cols(&["temp"]))

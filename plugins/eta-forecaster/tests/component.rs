@@ -179,7 +179,7 @@ fn component_loads_imports_only_the_world_and_predicts_like_native() {
     let d = model.call_describe(&mut store).unwrap();
     assert_eq!(d.name, "eta-forecaster");
     assert_eq!(d.interval_level, Some(0.8));
-    assert_eq!(d.features.len(), 9);
+    assert_eq!(d.features.len(), 10);
 
     // Garbage is refused as a bad artifact, not a trap.
     let bad = model.call_load(&mut store, b"not an artifact").unwrap();

@@ -87,9 +87,12 @@ where
             }
         };
         let mut input = checked.input;
-        input.conditions = features
-            .conditions(&checked)
-            .map_err(|e| PredictError::Lookup(format!("row {row}: {e}")))?;
+        let lookup_failed = |e: String| PredictError::Lookup(format!("row {row}: {e}"));
+        input.conditions = features.conditions(&checked).map_err(lookup_failed)?;
+        // A given block time wins over one derived from the local times.
+        if input.sched_block.is_none() {
+            input.sched_block = features.sched_block(&checked).map_err(lookup_failed)?;
+        }
         out.push(model.predict(&input).map(|eta| (input, eta)));
     }
     Ok(out)

@@ -7,7 +7,8 @@
 //! (the calling tenant's store), the trainer from the same store natively. So what a
 //! model was trained on and what it is served cannot drift apart.
 
-use crate::schema::{Code, Conditions, LocalTime, Row};
+use crate::schema::{Code, Conditions, LocalTime, Row, SCHED_BLOCK_RANGE};
+use crate::zones::{Zone, block_minutes};
 use std::collections::BTreeMap;
 
 /// The public hourly weather table, keyed `ORIGIN|YYYY-MM-DDTHH` (local hour).
@@ -17,6 +18,10 @@ pub const WEATHER_COLUMNS: [&str; 3] = ["precip", "visib", "wind_speed"];
 /// The tenant's fleet, keyed by tail number.
 pub const PLANES_TABLE: &str = "planes";
 pub const PLANE_COLUMNS: [&str; 1] = ["seats"];
+/// The public airports table, keyed by FAA code: the time-zone rule.
+pub const AIRPORTS_TABLE: &str = "airports";
+/// `tz` (hours from UTC), `us_dst` (1 when the airport keeps US daylight saving).
+pub const AIRPORT_COLUMNS: [&str; 2] = ["tz", "us_dst"];
 
 /// Classes of [`weather_class`]: 0 = no reading, then 1 + precipitation (1) + low
 /// visibility (2) + strong wind (4).
@@ -91,6 +96,7 @@ pub struct Featurizer<L> {
     lookup: L,
     weather: BTreeMap<String, u8>,
     planes: BTreeMap<String, u8>,
+    zones: BTreeMap<Code, Option<Zone>>,
 }
 
 impl<L: Lookup> Featurizer<L> {
@@ -99,7 +105,41 @@ impl<L: Lookup> Featurizer<L> {
             lookup,
             weather: BTreeMap::new(),
             planes: BTreeMap::new(),
+            zones: BTreeMap::new(),
         }
+    }
+
+    /// The scheduled block time from `sched_dep` and `sched_arr` (local times) and the two
+    /// airports' time zones; `None` without both times, with an airport the table does
+    /// not know, or a result outside the accepted block times.
+    pub fn sched_block(&mut self, row: &Row<'_>) -> Result<Option<f64>, String> {
+        let (Some(dep), Some(arr)) = (row.sched_dep, row.sched_arr) else {
+            return Ok(None);
+        };
+        let (Some(from), Some(to)) = (self.zone(row.input.origin)?, self.zone(row.input.dest)?)
+        else {
+            return Ok(None);
+        };
+        Ok(block_minutes(&dep, &from, &arr, &to)
+            .filter(|b| (SCHED_BLOCK_RANGE.0..=SCHED_BLOCK_RANGE.1).contains(b)))
+    }
+
+    fn zone(&mut self, code: Code) -> Result<Option<Zone>, String> {
+        if let Some(z) = self.zones.get(&code) {
+            return Ok(*z);
+        }
+        let r = self
+            .lookup
+            .numbers(AIRPORTS_TABLE, code.as_str(), &AIRPORT_COLUMNS)?;
+        let z = r.and_then(|v| match v.as_slice() {
+            [Some(tz), dst] => Some(Zone {
+                tz_hours: *tz,
+                us_dst: dst.is_some_and(|d| d != 0.0),
+            }),
+            _ => None,
+        });
+        self.zones.insert(code, z);
+        Ok(z)
     }
 
     /// The row's input with its conditions filled in.
@@ -149,7 +189,11 @@ mod tests {
             columns: &[&str],
         ) -> Result<Option<Vec<Option<f64>>>, String> {
             self.1 += 1;
-            let want = if table == WEATHER_TABLE { 3 } else { 1 };
+            let want = match table {
+                WEATHER_TABLE => 3,
+                AIRPORTS_TABLE => 2,
+                _ => 1,
+            };
             assert_eq!(columns.len(), want);
             Ok(self
                 .0
@@ -205,6 +249,52 @@ mod tests {
         let other = f.conditions(&row("2013-01-05T07:00", "N99999")).unwrap();
         assert_eq!((other.weather, other.aircraft), (0, 0));
         assert_eq!(f.lookup.1, 4);
+    }
+
+    /// The block time from local departure and arrival times and the airports' zones.
+    #[test]
+    fn sched_arr_gives_the_block_time_through_the_airports_table() {
+        let mut f = Featurizer::new(Fixed(
+            vec![
+                ("airports", "EWR", vec![Some(-5.0), Some(1.0)]),
+                ("airports", "LAX", vec![Some(-8.0), Some(1.0)]),
+            ],
+            0,
+        ));
+        let row = |dest: &'static str, arr: &'static str| {
+            parse_row([
+                ("origin", Value::Category("EWR")),
+                ("dest", Value::Category(dest)),
+                ("sched_dep", Value::Category("2013-07-01T06:00")),
+                ("sched_arr", Value::Category(arr)),
+            ])
+            .unwrap()
+        };
+        // EWR 06:00 EDT → LAX 09:05 PDT: 6 h 05.
+        assert_eq!(
+            f.sched_block(&row("LAX", "2013-07-01T09:05")).unwrap(),
+            Some(365.0)
+        );
+        // An airport the table does not know: no block time.
+        assert_eq!(
+            f.sched_block(&row("XNA", "2013-07-01T09:05")).unwrap(),
+            None
+        );
+        // An arrival before the departure: not a block time.
+        assert_eq!(
+            f.sched_block(&row("LAX", "2013-07-01T02:00")).unwrap(),
+            None
+        );
+        assert_eq!(f.lookup.1, 3, "EWR, LAX and XNA once each");
+        let e = parse_row([
+            ("origin", Value::Category("EWR")),
+            ("dest", Value::Category("LAX")),
+            ("month", Value::Number(7.0)),
+            ("sched_dep_hour", Value::Number(6.0)),
+            ("sched_arr", Value::Category("2013-07-01T09:05")),
+        ])
+        .unwrap_err();
+        assert!(e.0.contains("needs `sched_dep`"), "{e}");
     }
 
     #[test]

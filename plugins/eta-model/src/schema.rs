@@ -24,8 +24,9 @@ pub const DEP_DELAY: &str = "dep_delay";
 pub const SCHED_BLOCK: &str = "sched_block";
 pub const SCHED_DEP: &str = "sched_dep";
 pub const TAILNUM: &str = "tailnum";
+pub const SCHED_ARR: &str = "sched_arr";
 
-pub const FEATURES: [FeatureSpec; 9] = [
+pub const FEATURES: [FeatureSpec; 10] = [
     FeatureSpec {
         name: ORIGIN,
         kind: Kind::Categorical,
@@ -79,6 +80,12 @@ pub const FEATURES: [FeatureSpec; 9] = [
         kind: Kind::Categorical,
         required: false,
         doc: "the aircraft's tail number (1-10 letters/digits, e.g. N14228); its size class is looked up in the tenant's fleet",
+    },
+    FeatureSpec {
+        name: SCHED_ARR,
+        kind: Kind::Categorical,
+        required: false,
+        doc: "scheduled arrival, local time at the destination, YYYY-MM-DDTHH:MM; with `sched_dep` and the airports' time zones (looked up) it gives `sched_block` when that is not given",
     },
 ];
 
@@ -195,6 +202,7 @@ pub struct Row<'a> {
     pub input: EtaInput,
     pub sched_dep: Option<LocalTime>,
     pub tailnum: Option<&'a str>,
+    pub sched_arr: Option<LocalTime>,
 }
 
 fn bad(msg: impl Into<String>) -> InputError {
@@ -241,6 +249,7 @@ pub fn check_slots(slots: Slots<'_>) -> Result<Row<'_>, InputError> {
         sched_block,
         sched_dep,
         tailnum,
+        sched_arr,
     ] = slots;
     let (origin, dest) = (code(ORIGIN, origin)?, code(DEST, dest)?);
     let sched_dep = local_time(SCHED_DEP, sched_dep)?;
@@ -271,6 +280,12 @@ pub fn check_slots(slots: Slots<'_>) -> Result<Row<'_>, InputError> {
         },
         sched_dep,
         tailnum: tail(TAILNUM, tailnum)?,
+        sched_arr: match (local_time(SCHED_ARR, sched_arr)?, sched_dep) {
+            (Some(_), None) => {
+                return Err(bad(format!("feature `{SCHED_ARR}` needs `{SCHED_DEP}`")));
+            }
+            (arr, _) => arr,
+        },
     })
 }
 
