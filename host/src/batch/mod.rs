@@ -61,6 +61,8 @@ pub struct BatchConfig {
     pub bounds: Bounds,
     /// Attempts of a chunk whose call failed for a reason other than its rows.
     pub attempts: u32,
+    /// How long a finished job (status and results) is kept.
+    pub retention: std::time::Duration,
 }
 
 impl BatchConfig {
@@ -76,6 +78,7 @@ impl BatchConfig {
             sched: SchedMode::Idle,
             bounds: Bounds::default(),
             attempts: 5,
+            retention: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -170,6 +173,7 @@ impl BatchPlane {
         if resumed > 0 {
             tracing::info!(jobs = resumed, "batch plane: resuming unfinished jobs");
         }
+        plane.expire();
         let mut handles = Vec::new();
         for n in 0..plane.cfg.workers.max(1) {
             let p = Arc::clone(&plane);
@@ -226,7 +230,32 @@ impl BatchPlane {
         });
         self.jobs().insert(j.id.clone(), Arc::clone(&j));
         self.queue.push(Arc::clone(&j));
+        self.expire();
         j
+    }
+
+    /// Forgets the finished jobs past the retention and deletes their files (checked at
+    /// start and on every new job): the job table and the disk hold one retention
+    /// period's jobs, not every job ever run.
+    fn expire(&self) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let old: Vec<Arc<Job>> = self
+            .jobs()
+            .values()
+            .filter(|j| expired(&j.snapshot(), now_ms, self.cfg.retention))
+            .cloned()
+            .collect();
+        for j in old {
+            self.jobs().remove(&j.id);
+            match std::fs::remove_dir_all(&j.dir) {
+                Ok(()) => tracing::info!(job = %j.id, tenant = %j.tenant, "batch job expired"),
+                Err(e) => {
+                    tracing::warn!(job = %j.id, dir = %j.dir.display(), "expired batch job: {e}")
+                }
+            }
+        }
     }
 
     /// Stops the workers after their current chunk (their jobs stay `running` on disk
@@ -240,6 +269,16 @@ impl BatchPlane {
     }
 }
 
+/// Whether a job finished more than `retention` before `now_ms`.
+fn expired(s: &Status, now_ms: i64, retention: std::time::Duration) -> bool {
+    let keep = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    s.status.finished()
+        && s.finished
+            .as_deref()
+            .and_then(crate::metering::event::parse_rfc3339)
+            .is_some_and(|t| now_ms.saturating_sub(t) > keep)
+}
+
 impl std::fmt::Debug for BatchPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BatchPlane")
@@ -251,5 +290,32 @@ impl std::fmt::Debug for BatchPlane {
 impl Drop for BatchPlane {
     fn drop(&mut self) {
         self.queue.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::metering::event::parse_rfc3339;
+    use std::time::Duration;
+
+    #[test]
+    fn only_finished_jobs_past_the_retention_expire() {
+        let mut s: Status = serde_json::from_value(serde_json::json!({
+            "job_id": "j", "tenant": "DL", "status": "done", "format": "ndjson",
+            "rows": 1, "rows_done": 1, "rows_failed": 0, "chunk_rows": 1, "chunks": 1,
+            "model_name": "eta-DL", "model_selector": "production", "model_version": "1",
+            "tier": "bridge", "region": "us-east-1",
+            "created": "2026-11-20T00:00:00.000Z", "finished": "2026-11-20T01:00:00.000Z",
+            "error": null
+        }))
+        .unwrap();
+        let at = |t: &str| parse_rfc3339(t).unwrap();
+        let week = Duration::from_secs(7 * 24 * 3600);
+        assert!(!expired(&s, at("2026-11-27T00:59:00.000Z"), week));
+        assert!(expired(&s, at("2026-11-27T01:01:00.000Z"), week));
+        s.status = job::State::Running;
+        assert!(!expired(&s, at("2026-12-27T00:00:00.000Z"), week));
     }
 }

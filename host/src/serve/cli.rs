@@ -124,6 +124,10 @@ pub struct ServeArgs {
     /// [default: batch-meter beside the --meter-dir].
     #[arg(long, value_name = "DIR")]
     pub batch_meter_dir: Option<PathBuf>,
+    /// Finished batch jobs (and their results) are deleted this many hours after they
+    /// finished, so the job table and the disk stay bounded.
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    pub batch_retention_hours: u64,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +174,7 @@ impl ServeArgs {
         b.max_bytes = self.batch_max_bytes;
         b.max_rows = self.batch_max_rows;
         b.sched = self.batch_sched;
+        b.retention = Duration::from_secs(self.batch_retention_hours.saturating_mul(3600));
         b
     }
 
