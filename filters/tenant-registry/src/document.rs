@@ -71,6 +71,11 @@ pub struct PlanSpec {
     /// overage. Absent: none included (every prediction is billable). The edge ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub included_predictions: Option<u64>,
+    /// Requests of a tenant that may wait at the data plane for one of its concurrency
+    /// slots; beyond them a request is refused (429) at once. Absent: as many as its
+    /// `max_concurrency`. The edge ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,9 @@ pub struct Tenant<'a> {
     pub plan: &'a str,
     pub plan_spec: &'a PlanSpec,
     pub max_concurrency: u32,
+    /// Requests that may wait for a concurrency slot (the plan's `max_queue`, else
+    /// `max_concurrency`).
+    pub max_queue: u32,
     pub alert_after_minutes: u32,
     pub status: Status,
     pub status_reason: Option<&'a str>,
@@ -79,6 +82,12 @@ impl Registry {
             plan,
             plan_spec: self.doc.plans.get(plan)?,
             max_concurrency: t.max_concurrency.unwrap_or(d.max_concurrency),
+            max_queue: self
+                .doc
+                .plans
+                .get(plan)?
+                .max_queue
+                .unwrap_or(t.max_concurrency.unwrap_or(d.max_concurrency)),
             alert_after_minutes: t.alert_after_minutes.unwrap_or(DEFAULT_ALERT_AFTER_MINUTES),
             status: t.status,
             status_reason: t.status_reason.as_deref(),
@@ -310,6 +319,15 @@ fn check_plan(name: &str, p: &PlanSpec) -> Result<(), ConfigError> {
         return Err(err(
             at("burst"),
             format!("must be within 1..={MAX_PLAN_COUNT}"),
+        ));
+    }
+    // 0: no waiting at all (a busy tenant is refused at once).
+    if let Some(q) = p.max_queue
+        && q > MAX_CONCURRENCY
+    {
+        return Err(err(
+            at("max_queue"),
+            format!("must be within 0..={MAX_CONCURRENCY}"),
         ));
     }
     Ok(())

@@ -159,6 +159,16 @@ fn every_rule_names_its_field() {
             "1..=",
         ),
         (
+            Box::new(|v| v["plans"]["standard"]["max_queue"] = 1_000_000.into()),
+            "plans.standard.max_queue",
+            "0..=",
+        ),
+        (
+            Box::new(|v| v["tenants"]["UA"]["alert_after_minutes"] = 0.into()),
+            "tenants.UA.alert_after_minutes",
+            "1..=",
+        ),
+        (
             Box::new(|v| v["defaults"]["plan"] = "gold".into()),
             "defaults.plan",
             "no plan named `gold`",

@@ -1,7 +1,8 @@
 //! Admission: a per-tenant concurrency cap (the registry's `max_concurrency`) under a
-//! global cap for the host. A request waits a bounded time for a slot, then is refused
-//! with 429 and `Retry-After`, so a tenant that floods the host queues behind its own
-//! cap, not in front of everyone else.
+//! global cap for the host. A request waits a bounded time for a slot, in a bounded
+//! queue (the plan's `max_queue` waiters at most; one more is refused at once), then is
+//! refused with 429 and `Retry-After`, so a tenant that floods the host queues behind
+//! its own cap, not in front of everyone else.
 //!
 //! The tenant slot is taken first, then the global one, within one deadline: a tenant
 //! over its own cap never holds a global slot while it waits.
@@ -80,7 +81,16 @@ pub struct Admission {
     wait: Duration,
     /// One semaphore per tenant with the cap it was made for. Keys are verified,
     /// registered tenants only, so the map is bounded by the registry.
-    tenants: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
+    tenants: Mutex<HashMap<String, TenantSlots>>,
+}
+
+/// A tenant's slots and waiting places, with the bounds they were made for.
+#[derive(Debug)]
+struct TenantSlots {
+    cap: u32,
+    queue: u32,
+    slots: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
 }
 
 impl Admission {
@@ -104,38 +114,60 @@ impl Admission {
     pub fn in_flight(&self, tenant: &str) -> u32 {
         let map = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         map.get(tenant)
-            .map(|(cap, s)| {
-                cap.saturating_sub(u32::try_from(s.available_permits()).unwrap_or(u32::MAX))
+            .map(|t| {
+                t.cap
+                    .saturating_sub(u32::try_from(t.slots.available_permits()).unwrap_or(u32::MAX))
             })
             .unwrap_or(0)
     }
 
-    fn semaphore(&self, tenant: &str, cap: u32) -> Arc<Semaphore> {
+    /// (slots, waiting places) of `tenant`.
+    fn semaphores(&self, tenant: &str, cap: u32, queue: u32) -> (Arc<Semaphore>, Arc<Semaphore>) {
         let cap = cap.max(1);
         let mut map = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(tenant) {
-            Some((c, s)) if *c == cap => Arc::clone(s),
+            Some(t) if t.cap == cap && t.queue == queue => {
+                (Arc::clone(&t.slots), Arc::clone(&t.waiting))
+            }
             _ => {
-                // A changed cap takes a fresh semaphore: requests holding the old one
-                // finish on it, so for a moment the tenant may run old + new slots.
-                let s = Arc::new(Semaphore::new(cap as usize));
-                map.insert(tenant.to_string(), (cap, Arc::clone(&s)));
-                s
+                // Changed bounds take fresh semaphores: requests holding the old ones
+                // finish on them, so for a moment the tenant may run old + new slots.
+                let t = TenantSlots {
+                    cap,
+                    queue,
+                    slots: Arc::new(Semaphore::new(cap as usize)),
+                    waiting: Arc::new(Semaphore::new(queue as usize)),
+                };
+                let out = (Arc::clone(&t.slots), Arc::clone(&t.waiting));
+                map.insert(tenant.to_string(), t);
+                out
             }
         }
     }
 
     /// A slot for `tenant` (whose cap is `cap`, in `class`), waiting at most the
-    /// configured time.
+    /// configured time; as many may wait as run.
     pub async fn admit(
         &self,
         tenant: &str,
         cap: u32,
         class: Class,
     ) -> Result<Admitted, (Scope, ApiError)> {
+        self.admit_queued(tenant, cap, cap, class).await
+    }
+
+    /// A slot for `tenant`, of which at most `queue` requests may wait: when they all
+    /// are, the request is refused at once.
+    pub async fn admit_queued(
+        &self,
+        tenant: &str,
+        cap: u32,
+        queue: u32,
+        class: Class,
+    ) -> Result<Admitted, (Scope, ApiError)> {
         let deadline = Instant::now() + self.wait;
-        let t = self.semaphore(tenant, cap);
-        let tenant_slot = acquire(t, deadline).await.ok_or_else(|| {
+        let (slots, waiting) = self.semaphores(tenant, cap, queue);
+        let busy = || {
             (
                 Scope::Tenant,
                 refused(format!(
@@ -143,7 +175,23 @@ impl Admission {
                     cap.max(1)
                 )),
             )
-        })?;
+        };
+        let tenant_slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // A place in the tenant's queue first, held while waiting.
+                let Ok(_place) = waiting.try_acquire_owned() else {
+                    return Err((
+                        Scope::Tenant,
+                        refused(format!(
+                            "the tenant's {} concurrent requests are all in use and {queue} more are waiting",
+                            cap.max(1)
+                        )),
+                    ));
+                };
+                acquire(slots, deadline).await.ok_or_else(busy)?
+            }
+        };
         let global_slot = match class {
             Class::Shared => acquire(Arc::clone(&self.shared), deadline).await,
             Class::Premium => self.acquire_premium(deadline).await,
@@ -225,6 +273,32 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(held);
         assert!(waiter.await.unwrap());
+    }
+
+    /// Beyond the plan's queue a request is refused at once, not after the wait.
+    #[tokio::test]
+    async fn the_queue_is_bounded() {
+        let a = Arc::new(Admission::new(8, Duration::from_millis(300)));
+        let held = a.admit_queued("A", 1, 1, Class::Shared).await.unwrap();
+        let a2 = Arc::clone(&a);
+        let waiter =
+            tokio::spawn(async move { a2.admit_queued("A", 1, 1, Class::Shared).await.is_ok() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let start = Instant::now();
+        let (scope, e) = a.admit_queued("A", 1, 1, Class::Shared).await.unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_millis(50),
+            "refused at once"
+        );
+        assert_eq!((scope, e.status.as_u16()), (Scope::Tenant, 429));
+        assert!(e.reason.contains("1 more are waiting"), "{}", e.reason);
+        drop(held);
+        assert!(waiter.await.unwrap(), "the queued one got the slot");
+        // A queue of 0: never waits.
+        let _h = a.admit_queued("B", 1, 0, Class::Shared).await.unwrap();
+        let start = Instant::now();
+        assert!(a.admit_queued("B", 1, 0, Class::Shared).await.is_err());
+        assert!(start.elapsed() < Duration::from_millis(50));
     }
 
     #[tokio::test]

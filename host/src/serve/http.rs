@@ -257,9 +257,10 @@ async fn call_model<E: Endpoint>(
 
     let slot = app
         .admission
-        .admit(
+        .admit_queued(
             &route.org_id,
             route.max_concurrency,
+            route.max_queue,
             admission::Class::of(route.tier),
         )
         .await

@@ -19,6 +19,8 @@ pub struct TenantRoute {
     pub region: String,
     pub model: ModelRef,
     pub max_concurrency: u32,
+    /// Requests that may wait for one of its concurrency slots.
+    pub max_queue: u32,
     /// Exception alerts on shipments predicted later than this (minutes).
     pub alert_after_minutes: u32,
 }
@@ -115,6 +117,7 @@ fn route_of(t: &Tenant<'_>) -> TenantRoute {
         region: t.region.to_string(),
         model: t.model.clone(),
         max_concurrency: t.max_concurrency,
+        max_queue: t.max_queue,
         alert_after_minutes: t.alert_after_minutes,
     }
 }
