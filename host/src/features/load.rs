@@ -64,6 +64,23 @@ pub fn lanes(rows: &[Example]) -> Vec<Lane> {
         .collect()
 }
 
+/// Lanes as table rows: the key, then [`LANES`]' columns.
+pub fn lane_rows(lanes: &[Lane]) -> Vec<Vec<Sql>> {
+    lanes
+        .iter()
+        .map(|l| {
+            vec![
+                Sql::Text(l.key.clone()),
+                Sql::Integer(l.flights),
+                Sql::Real(l.mean_eta),
+                Sql::Real(l.p80_eta),
+                l.mean_dep_delay.map_or(Sql::Null, Sql::Real),
+                Sql::Real(l.distance),
+            ]
+        })
+        .collect()
+}
+
 /// `planes.csv` rows by tail number, as (key, then [`PLANES`]' columns).
 pub type Planes = BTreeMap<String, Vec<Sql>>;
 
@@ -99,20 +116,7 @@ pub fn build_tenant(
     let Some(path) = tenant_file(dir, tenant) else {
         bail!("tenant id {tenant:?} cannot name a store file");
     };
-    let lanes = lanes(rows);
-    let values: Vec<Vec<Sql>> = lanes
-        .iter()
-        .map(|l| {
-            vec![
-                Sql::Text(l.key.clone()),
-                Sql::Integer(l.flights),
-                Sql::Real(l.mean_eta),
-                Sql::Real(l.p80_eta),
-                l.mean_dep_delay.map_or(Sql::Null, Sql::Real),
-                Sql::Real(l.distance),
-            ]
-        })
-        .collect();
+    let values = lane_rows(&lanes(rows));
     let written = write_store(&path, &[(&LANES, values), (&PLANES, fleet.to_vec())])?;
     Ok(Built {
         lanes: written.first().copied().unwrap_or(0),
