@@ -139,6 +139,7 @@ async fn predict(
     let call = Call {
         tenant: route.org_id.clone(),
         request_id: rid.as_str().to_string(),
+        tier: route.tier,
         model: route.model.clone(),
         rows,
     };
