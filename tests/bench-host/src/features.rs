@@ -287,7 +287,6 @@ pub fn run(o: &Opts, log: &dyn Fn(&str)) -> Result<String> {
         drop(server);
     }
     drop(pg);
-    let _ = std::fs::remove_dir_all(&pg_dir);
     Ok(render(o, &runs, load_before, started.elapsed()))
 }
 

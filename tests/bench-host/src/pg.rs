@@ -1,6 +1,7 @@
 //! A throwaway PostgreSQL cluster for the feature-store bench: `initdb` in a fresh
 //! directory, the server on a unix socket there (no TCP port), as the `postgres` OS user
-//! when run as root (PostgreSQL refuses to run as root); stopped when dropped.
+//! when run as root (PostgreSQL refuses to run as root); stopped and removed when dropped
+//! (a failed run too).
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -158,5 +159,6 @@ impl Drop for Cluster {
             .arg(&data)
             .args(["-m", "immediate", "-w", "stop"])
             .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
