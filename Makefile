@@ -64,7 +64,8 @@ bench-edge: deps
 	scripts/bench-edge.sh
 
 ## make bench-host: the model sandbox vs native, the data plane over HTTP, cold loads,
-## 1,000 tenant models under a Zipf mix; results in BENCHMARKS.md.
+## 1,000 tenant models under a Zipf mix, feature lookups (SQLite vs PostgreSQL) in a full
+## pipeline request; results in BENCHMARKS.md. BENCH_HOST_ONLY=features: the last part only.
 bench-host: deps
 	scripts/bench-host.sh
 

@@ -7,8 +7,11 @@
 #      Sandbox::predict with the model resident, 100-row batches;
 #   2. a warm POST /v1/eta through `bulkhead serve` on 127.0.0.1 (keep-alive, 100 rows);
 #   3. cold loads: precompiled `.cwasm`, compiling the `.wasm`, a new tenant's artifact;
-#   4. 1,000 tenant models, cache capacity 100, a Zipf (s=1) tenant mix: RSS, hit rate.
-# Results go to the "## Host" section of BENCHMARKS.md (replaced if it exists).
+#   4. 1,000 tenant models, cache capacity 100, a Zipf (s=1) tenant mix: RSS, hit rate;
+#   5. a full pipeline request whose rows all look up features (sched_dep + tailnum),
+#      SQLite stores vs PostgreSQL (a throwaway local cluster), 1 and 100 rows, warm.
+# Results go to the "## Host" and "## Feature stores" sections of BENCHMARKS.md (each
+# replaced if it exists).
 #
 # Knobs (environment):
 #   BENCH_HOST_PORT=18480         bulkhead serve listens on 127.0.0.1:PORT
@@ -17,6 +20,9 @@
 #   BENCH_HOST_HTTP_REQUESTS=3000 warm HTTP requests measured (bounded by 30 s)
 #   BENCH_HOST_ZIPF_REQUESTS=5000 Zipf requests measured (after 1000 warm-up; bounded by 60 s)
 #   BENCH_HOST_ZIPF_S=1.0         Zipf exponent
+#   BENCH_HOST_ONLY=all           `features`: only phase 5 (about a minute once built)
+#   BENCH_HOST_FEATURES_REQUESTS=2000  measured requests per (store, rows), each bounded by
+#   BENCH_HOST_FEATURES_SECONDS=12     this many seconds
 #   BENCH_HOST_TIMEOUT=600        the bench binary is killed after this many seconds
 #   BENCH_OUT=<repo>/BENCHMARKS.md
 #   BENCH_WORK=<target>/bench-host  work directory (model store, registry, logs; wiped)
@@ -66,8 +72,15 @@ timeout --signal=TERM "$TIMEOUT" "$BENCH" \
     --zipf-s "${BENCH_HOST_ZIPF_S:-1.0}" \
     --command "$COMMAND" \
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
-    --build-seconds "$BUILD_SECONDS" ||
-    die "the bench failed (server log: $WORK/serve.log)"
+    --build-seconds "$BUILD_SECONDS" \
+    --only "${BENCH_HOST_ONLY:-all}" \
+    --features-out "$RUN/features.md" \
+    --features-requests "${BENCH_HOST_FEATURES_REQUESTS:-2000}" \
+    --features-seconds "${BENCH_HOST_FEATURES_SECONDS:-12}" ||
+    die "the bench failed (server logs: $WORK/serve.log, $WORK/features/)"
 
-publish_section Host "$RUN/section.md" "$OUT"
-log "wrote the Host section of $OUT in $(($(date +%s) - START))s"
+if [[ ${BENCH_HOST_ONLY:-all} != features ]]; then
+    publish_section Host "$RUN/section.md" "$OUT"
+fi
+publish_section "Feature stores" "$RUN/features.md" "$OUT"
+log "wrote the results to $OUT in $(($(date +%s) - START))s"

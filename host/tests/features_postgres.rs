@@ -7,177 +7,26 @@
 use bulkhead::features::load::Lane;
 use bulkhead::features::postgres::{
     OWNER_ROLE, PgFeatureStores, PgOptions, READER_ROLE, load_postgres, load_public_postgres,
+    load_tenant_postgres,
 };
+use bulkhead::features::schema::{LANES, PLANES};
 use bulkhead::sandbox::{FeatureSource, Value};
 use bulkhead_registry::Tier;
+use bulkhead_testkit::postgres::Cluster;
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
-use std::path::PathBuf;
+use rusqlite::types::Value as Sql;
 use std::process::Command;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-const PORT: u16 = 5432;
-
-/// The directory of `initdb`/`pg_ctl`: the newest /usr/lib/postgresql/*/bin (Debian), else
-/// wherever PATH has `initdb`.
-fn pg_bin() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Some(bin);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .find(|p| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
-    })
+/// The throwaway cluster (testkit) with the PostgreSQL client helpers these tests use.
+trait Connect {
+    fn connect(&self, user: &str, db: &str) -> Result<Client, postgres::Error>;
+    fn admin(&self) -> Client;
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A throwaway cluster, stopped (immediate mode) when dropped.
-struct Cluster {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    as_postgres: bool,
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let bin = pg_bin().unwrap_or_else(|| {
-            panic!(
-                "PostgreSQL server binaries (initdb, pg_ctl) not found under \
-                 /usr/lib/postgresql/*/bin or on PATH: install them with scripts/deps.sh \
-                 (Debian package `postgresql`)"
-            )
-        });
-        let as_postgres = is_root();
-        // Short path: a unix socket path has at most 107 bytes.
-        let dir = tempfile::Builder::new()
-            .prefix("bh-pg-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        std::fs::create_dir(dir.path().join("sock")).unwrap();
-        if as_postgres {
-            let out = Command::new("chown")
-                .args(["-R", "postgres:"])
-                .arg(dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "running as root, so the cluster must run as the `postgres` OS user, but \
-                 `chown postgres:` failed (is there a `postgres` user? the Debian package \
-                 `postgresql` creates it): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let cluster = Cluster {
-            dir,
-            bin,
-            as_postgres,
-        };
-        let data = cluster.data();
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
-        let opts = format!(
-            "-k {} -c listen_addresses= -p {PORT} -c fsync=off -c max_connections=60",
-            cluster.sock().display()
-        );
-        let log = cluster.dir.path().join("server.log");
-        cluster.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        );
-        cluster
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("sock")
-    }
-
-    fn command(&self, tool: &str) -> Command {
-        let exe = self.bin.join(tool);
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        }
-    }
-
-    fn run(&self, tool: &str, args: &[&str]) {
-        let out = self
-            .command(tool)
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-        assert!(
-            out.status.success(),
-            "PostgreSQL could not be started: {tool} failed ({}):\n{}\n{}\nserver log:\n{log}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// The main database as the superuser (the loader's connection).
-    fn url(&self) -> String {
-        self.url_as("postgres", "postgres")
-    }
-
-    fn url_as(&self, user: &str, db: &str) -> String {
-        format!(
-            "host={} port={PORT} user={user} dbname={db}",
-            self.sock().display()
-        )
-    }
-
+impl Connect for Cluster {
     fn connect(&self, user: &str, db: &str) -> Result<Client, postgres::Error> {
         Config::from_str(&self.url_as(user, db))
             .unwrap()
@@ -186,22 +35,6 @@ impl Cluster {
 
     fn admin(&self) -> Client {
         self.connect("postgres", "postgres").unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .args([
-                "-D",
-                self.data().to_str().unwrap_or(""),
-                "-m",
-                "immediate",
-                "-w",
-            ])
-            .arg("stop")
-            .output();
     }
 }
 
@@ -635,7 +468,10 @@ fn public_weather_is_shared_by_every_tier() {
          JFK,2013,1,5,6,35,18,50,250,12,NA,0,1020,10,x\n",
     )
     .unwrap();
-    assert_eq!(load_public_postgres(&url, &weather).unwrap(), 2);
+    assert_eq!(
+        load_public_postgres(&url, &weather, &Default::default()).unwrap(),
+        2
+    );
     load_postgres(&url, "AA", Tier::Pool, &[]).unwrap();
     load_postgres(&url, "DL", Tier::Bridge, &[]).unwrap();
     load_postgres(&url, "WN", Tier::Silo, &[]).unwrap();
@@ -676,14 +512,23 @@ fn cli_loads_each_tenant_at_its_registry_tier() {
     for (carrier, n) in [("9E", 1), ("AA", 2), ("UA", 3), ("ZZ", 4)] {
         for _ in 0..n {
             csv.push_str(&format!(
-                "2013,1,1,600,600,0,900,900,10,{carrier},1,N1,EWR,LAX,300,2454,6,0,x\n"
+                "2013,1,1,600,600,0,900,900,10,{carrier},1,N1{carrier},EWR,LAX,300,2454,6,0,x\n"
             ));
         }
         // A holdout-month flight never feeds a feature.
         csv.push_str(&format!(
-            "2013,11,1,600,600,0,900,900,10,{carrier},1,N1,EWR,LAX,300,2454,6,0,x\n"
+            "2013,11,1,600,600,0,900,900,10,{carrier},1,N3{carrier},EWR,LAX,300,2454,6,0,x\n"
         ));
     }
+    std::fs::write(
+        dir.path().join("planes.csv"),
+        "tailnum,year,type,manufacturer,model,engines,seats,speed,engine\n\
+         N19E,2004,Fixed wing multi engine,BOMBARDIER INC,CL-600,2,76,NA,Turbo-fan\n\
+         N1AA,2000,Fixed wing multi engine,BOEING,737-823,2,160,NA,Turbo-fan\n\
+         N1UA,1998,Fixed wing multi engine,BOEING,757-222,2,191,NA,Turbo-fan\n\
+         N3UA,1998,Fixed wing multi engine,BOEING,757-222,2,191,NA,Turbo-fan\n",
+    )
+    .unwrap();
     std::fs::write(&flights, csv).unwrap();
     std::fs::write(
         dir.path().join("airports.csv"),
@@ -753,9 +598,270 @@ fn cli_loads_each_tenant_at_its_registry_tier() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(pooled, ["9E"]);
+    // Each tenant's fleet, where its tier keeps it: only the planes its own flights flew
+    // in the training months (N3UA flew for UA in November only).
+    let seats = |tenant: &str, tier: Tier, tail: &str| {
+        s.for_tenant(tenant, tier)
+            .lookup("planes", tail, &cols(&["seats", "model"]))
+            .unwrap()
+    };
+    assert_eq!(
+        seats("9E", Tier::Pool, "N19E"),
+        Some(vec![Value::Number(76.0), Value::Category("CL-600".into())])
+    );
+    assert_eq!(seats("9E", Tier::Pool, "N1AA"), None);
+    assert_eq!(
+        seats("AA", Tier::Bridge, "N1AA").unwrap()[0],
+        Value::Number(160.0)
+    );
+    assert_eq!(seats("AA", Tier::Bridge, "N19E"), None);
+    assert_eq!(
+        seats("UA", Tier::Silo, "N1UA").unwrap()[0],
+        Value::Number(191.0)
+    );
+    assert_eq!(seats("UA", Tier::Silo, "N3UA"), None);
+    assert!(stdout.contains("planes     1"), "{stdout}");
+    let pooled: Vec<String> = admin
+        .query("SELECT DISTINCT tenant_id FROM bulkhead_pool.planes", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pooled, ["9E"]);
     let aa: i64 = admin
         .query_one("SELECT count(*) FROM tenant_aa.lanes", &[])
         .unwrap()
         .get(0);
     assert_eq!(aa, 1);
+}
+
+fn plane(tail: &str, seats: i64, model: &str) -> Vec<Sql> {
+    vec![
+        Sql::Text(tail.into()),
+        Sql::Integer(2004),
+        Sql::Integer(seats),
+        Sql::Integer(2),
+        Sql::Text(model.into()),
+    ]
+}
+
+#[test]
+fn planes_live_with_each_tenant_at_every_tier_under_the_same_isolation() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    let lanes = |key: &str| {
+        vec![vec![
+            Sql::Text(key.into()),
+            Sql::Integer(1),
+            Sql::Real(100.0),
+            Sql::Real(110.0),
+            Sql::Null,
+            Sql::Real(500.0),
+        ]]
+    };
+    for (tenant, tier, tail, seats) in [
+        ("AA", Tier::Pool, "N100AA", 160),
+        ("B6", Tier::Pool, "N200B6", 100),
+        ("DL", Tier::Bridge, "N300DL", 190),
+        ("WN", Tier::Silo, "N400WN", 143),
+    ] {
+        let written = load_tenant_postgres(
+            &url,
+            tenant,
+            tier,
+            &[
+                (&LANES, &lanes("EWR|ORD")),
+                (&PLANES, &[plane(tail, seats, "737"), plane(tail, 1, "dup")]),
+            ],
+        )
+        .unwrap();
+        // A key seen again is skipped (first one wins), as in the SQLite store.
+        assert_eq!(written, [1, 1], "{tenant}");
+    }
+    let s = stores(&pg);
+    let get_plane = |tenant: &str, tier: Tier, tail: &str| {
+        s.for_tenant(tenant, tier)
+            .lookup("planes", tail, &cols(&["seats", "engines", "model"]))
+            .unwrap()
+    };
+    let all = [
+        ("AA", Tier::Pool, "N100AA", 160.0),
+        ("B6", Tier::Pool, "N200B6", 100.0),
+        ("DL", Tier::Bridge, "N300DL", 190.0),
+        ("WN", Tier::Silo, "N400WN", 143.0),
+    ];
+    for (tenant, tier, tail, seats) in all {
+        assert_eq!(
+            get_plane(tenant, tier, tail),
+            Some(vec![
+                Value::Number(seats),
+                Value::Number(2.0),
+                Value::Category("737".into())
+            ]),
+            "{tenant}"
+        );
+        // Every other tenant's tail number: absent, whatever the tiers.
+        for (other, _, other_tail, _) in all {
+            if other != tenant {
+                assert_eq!(
+                    get_plane(tenant, tier, other_tail),
+                    None,
+                    "{tenant} {other}"
+                );
+            }
+        }
+    }
+    // Reloading one table keeps the other: lanes only, the fleet stays.
+    load_postgres(&url, "AA", Tier::Pool, &[lane("JFK|LAX", 2, 330.0)]).unwrap();
+    assert!(get_plane("AA", Tier::Pool, "N100AA").is_some());
+    assert_eq!(get(&s, "AA", Tier::Pool, "EWR|ORD"), None);
+
+    // The pool's planes table is under the same forced policy as its lanes.
+    let mut admin = pg.admin();
+    let t = admin
+        .query_one(
+            "SELECT c.relrowsecurity, c.relforcerowsecurity, pg_get_userbyid(c.relowner)::text
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'bulkhead_pool' AND c.relname = 'planes'",
+            &[],
+        )
+        .unwrap();
+    assert!(t.get::<_, bool>(0) && t.get::<_, bool>(1));
+    assert_eq!(t.get::<_, String>(2), OWNER_ROLE);
+    let mut reader = pg.connect(READER_ROLE, "postgres").unwrap();
+    let mut tx = reader.transaction().unwrap();
+    tx.execute("SELECT set_config('bulkhead.tenant', $1, true)", &[&"B6"])
+        .unwrap();
+    let tails: Vec<String> = tx
+        .query("SELECT key FROM bulkhead_pool.planes", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tails, ["N200B6"], "no tenant filter, still only B6's fleet");
+    tx.commit().unwrap();
+    let n: i64 = reader
+        .query_one("SELECT count(*) FROM bulkhead_pool.planes", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "no tenant set: no planes at all");
+    // A bridge role cannot read another tenant's fleet even by name.
+    let mut conn = s.for_tenant("DL", Tier::Bridge).checkout().unwrap();
+    assert_eq!(
+        sqlstate(
+            &conn
+                .query("SELECT * FROM bulkhead_pool.planes", &[])
+                .unwrap_err()
+        ),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    // Only tenant tables load per tenant.
+    let e = load_tenant_postgres(
+        &url,
+        "AA",
+        Tier::Pool,
+        &[(&bulkhead::features::schema::WEATHER, &[])],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a tenant table"), "{e}");
+}
+
+#[test]
+fn a_tier_change_moves_the_tenants_lookups_to_the_new_placement() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    // The loader put EV's fleet in the pool table, then (promoted to bridge) in its schema,
+    // with a different plane there so the two placements can be told apart.
+    load_tenant_postgres(
+        &url,
+        "EV",
+        Tier::Pool,
+        &[(&PLANES, &[plane("N1EV", 55, "pool")])],
+    )
+    .unwrap();
+    load_tenant_postgres(
+        &url,
+        "EV",
+        Tier::Bridge,
+        &[(&PLANES, &[plane("N1EV", 66, "bridge")])],
+    )
+    .unwrap();
+    let s = stores(&pg);
+    let model = |tier: Tier| {
+        s.for_tenant("EV", tier)
+            .lookup("planes", "N1EV", &cols(&["model"]))
+            .unwrap()
+    };
+    let pool = s.for_tenant("EV", Tier::Pool);
+    assert_eq!(
+        model(Tier::Pool),
+        Some(vec![Value::Category("pool".into())])
+    );
+    // The same handle while the tier is unchanged.
+    assert!(std::sync::Arc::ptr_eq(
+        &pool,
+        &s.for_tenant("EV", Tier::Pool)
+    ));
+    assert_eq!(
+        model(Tier::Bridge),
+        Some(vec![Value::Category("bridge".into())])
+    );
+    assert_eq!(
+        s.for_tenant("EV", Tier::Bridge).placement().unwrap().schema,
+        "tenant_ev"
+    );
+    // A handle made for the old tier still answers from the old placement (calls in
+    // flight finish), but new calls get the new one.
+    assert_eq!(
+        pool.lookup("planes", "N1EV", &cols(&["model"])).unwrap(),
+        Some(vec![Value::Category("pool".into())])
+    );
+    assert!(!std::sync::Arc::ptr_eq(
+        &pool,
+        &s.for_tenant("EV", Tier::Pool)
+    ));
+}
+
+/// `bulkhead serve --features-postgres URL` with the rest of its flags for a quick start.
+fn serve_with(dir: &std::path::Path, url: &str) -> std::process::Output {
+    let registry = dir.join("registry.json");
+    std::fs::write(&registry, bulkhead::registry::DEV_REGISTRY).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_bulkhead"))
+        .env_remove("BULKHEAD_FEATURES_POSTGRES")
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--registry")
+        .arg(&registry)
+        .args(["serve", "--listen", "127.0.0.1:0", "--meter", "off"])
+        .args(["--features-postgres", url])
+        .args(["--features-connect-timeout-ms", "1000"])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_reachable_loaded_feature_database() {
+    let dir = tempfile::tempdir().unwrap();
+    // No server on that socket.
+    let nowhere = format!(
+        "host={} port=5432 user=postgres dbname=postgres",
+        dir.path().join("nowhere").display()
+    );
+    let out = serve_with(dir.path(), &nowhere);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--features-postgres") && err.contains("unreachable"),
+        "{err}"
+    );
+    // A server that was never loaded: no reader role to log in as.
+    let pg = Cluster::start();
+    let out = serve_with(dir.path(), &pg.url());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--features-postgres"), "{err}");
+    assert!(
+        err.contains("role \"bulkhead_reader\" does not exist"),
+        "{err}"
+    );
 }

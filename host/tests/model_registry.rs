@@ -230,6 +230,7 @@ fn call(tenant: &str, name: &str) -> Call {
     Call {
         tenant: tenant.into(),
         request_id: "test".into(),
+        tier: bulkhead_registry::Tier::Pool,
         model: ModelRef {
             name: name.into(),
             version: PRODUCTION.into(),

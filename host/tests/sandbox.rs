@@ -531,6 +531,11 @@ async fn guest_time_counts_the_plugins_code_and_not_the_host_calls() {
         s.guest <= s.instantiate + s.artifact_load + s.predict,
         "{s:?}"
     );
+    // The lookups' own time and count are in the call's stats (what /metrics adds up
+    // per tenant): the two 20 ms lookups, and not much more.
+    assert_eq!(s.feature_lookups, 2, "{s:?}");
+    assert!(s.feature_lookup >= Duration::from_millis(40), "{s:?}");
+    assert!(s.feature_lookup <= s.predict, "{s:?}");
     // Without host calls, guest time is most of the call's wasm part.
     let plain = sb
         .predict(&hostile("count"), ctx("UA"), rows(100))
@@ -538,6 +543,8 @@ async fn guest_time_counts_the_plugins_code_and_not_the_host_calls() {
         .unwrap()
         .stats;
     assert!(plain.guest > Duration::ZERO, "{plain:?}");
+    assert_eq!(plain.feature_lookups, 0);
+    assert_eq!(plain.feature_lookup, Duration::ZERO);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,6 +574,7 @@ async fn plugins_read_features_through_the_tenant_scoped_lookup() {
     assert_eq!(out.predictions[0].value, 40.0);
     assert_eq!(out.predictions[1].value, 1.0);
     assert_eq!(out.stats.host_calls, 3, "two lookups and one log line");
+    assert_eq!(out.stats.feature_lookups, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

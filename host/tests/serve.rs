@@ -124,6 +124,15 @@ fn identity_is_checked_again_on_the_host() {
         m.contains("bulkhead_tenant_guest_seconds_total{tenant=\"EV\"} 0.0015"),
         "{m}"
     );
+    // …and its feature lookups (3 taking 0.25 ms, the fake says).
+    assert!(
+        m.contains("bulkhead_tenant_feature_lookups_total{tenant=\"EV\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("bulkhead_tenant_feature_lookup_seconds_total{tenant=\"EV\"} 0.00025"),
+        "{m}"
+    );
 }
 
 #[test]

@@ -224,8 +224,13 @@ fn call(
     rows: &Batch,
 ) -> Result<Result<Outcome, BackendError>> {
     let mut wait = Duration::from_millis(200);
+    // The tier the job was submitted at (where its features live with PostgreSQL); a
+    // status that names none reads as pool, whose shared tables are row-level secured.
+    let tier = bulkhead_registry::Tier::parse(&job.snapshot().tier)
+        .unwrap_or(bulkhead_registry::Tier::Pool);
     for attempt in 1..=plane.cfg.attempts.max(1) {
         let c = Call {
+            tier,
             tenant: job.tenant.clone(),
             request_id: format!("batch-{}-{chunk}", job.id),
             model: model.clone(),

@@ -1,6 +1,6 @@
 //! `bulkhead features …`: build the stores from the data set, read one row back.
 
-use super::{FeatureStores, load};
+use super::{FeatureStores, load, schema};
 use crate::sandbox::{FeatureSource, Value};
 use anyhow::{Context, Result, bail};
 use bulkhead_eta_model::nyc::{self, Airports};
@@ -92,17 +92,21 @@ pub fn run(state_dir: &Path, registry: &Path, args: FeaturesArgs) -> Result<()> 
                     })
                     .collect::<Result<_>>()?
             };
+            let planes = load::read_planes(&planes)?;
             if let Some(url) = postgres {
                 return load_postgres(
                     &url,
                     registry,
                     &loaded,
-                    &weather,
+                    &Sources {
+                        weather: &weather,
+                        planes: &planes,
+                        airports: &airports,
+                    },
                     wanted,
                     !tenants.is_empty(),
                 );
             }
-            let planes = load::read_planes(&planes)?;
             let n = load::build_public(&dir, &weather, &airports)?;
             println!(
                 "public   weather {n:>7} rows  {}",
@@ -160,15 +164,24 @@ pub fn run(state_dir: &Path, registry: &Path, args: FeaturesArgs) -> Result<()> 
     Ok(())
 }
 
-/// `features load --postgres URL`: the public weather, then each wanted tenant at its tier.
+/// What the public and tenant tables are built from, beside the flights.
+struct Sources<'a> {
+    weather: &'a Path,
+    planes: &'a load::Planes,
+    airports: &'a Airports,
+}
+
+/// `features load --postgres URL`: the public weather, then each wanted tenant's tables
+/// (lanes and fleet, as the SQLite stores have them) at its registry tier.
 fn load_postgres(
     url: &str,
     registry: &Path,
     loaded: &nyc::Loaded,
-    weather: &Path,
+    src: &Sources<'_>,
     wanted: BTreeSet<Code>,
     named: bool,
 ) -> Result<()> {
+    let weather = src.weather;
     let reg = crate::registry::store::load(registry)
         .with_context(|| {
             format!(
@@ -177,7 +190,7 @@ fn load_postgres(
             )
         })?
         .registry;
-    let n = super::postgres::load_public_postgres(url, weather)?;
+    let n = super::postgres::load_public_postgres(url, weather, src.airports)?;
     println!(
         "public   weather {n:>7} rows  {}.weather",
         super::postgres::PUBLIC_SCHEMA
@@ -195,14 +208,28 @@ fn load_postgres(
             continue;
         };
         // The tenant's partition, cut before anything is built from it.
-        let rows = nyc::rows_of(loaded, &[carrier]);
-        let lanes = load::lanes(&rows);
-        let n = super::postgres::load_postgres(url, carrier.as_str(), t.tier, &lanes)?;
+        let flights: Vec<nyc::Flight> = loaded
+            .flights
+            .iter()
+            .filter(|f| f.carrier == carrier)
+            .copied()
+            .collect();
+        let rows: Vec<_> = flights.iter().map(|f| f.example).collect();
+        let lanes = load::lane_rows(&load::lanes(&rows));
+        let fleet = load::fleet(src.planes, &flights);
+        let n = super::postgres::load_tenant_postgres(
+            url,
+            carrier.as_str(),
+            t.tier,
+            &[(&schema::LANES, &lanes), (&schema::PLANES, &fleet)],
+        )?;
         let place =
             super::postgres::Placement::of(carrier.as_str(), t.tier).map_err(anyhow::Error::msg)?;
         println!(
-            "{:<8} lanes   {n:>7} rows  ({} tier: {}{}; from {} flights)",
+            "{:<8} lanes   {:>7} rows, planes {:>5}  ({} tier: {}{}; from {} flights)",
             carrier.as_str(),
+            n.first().copied().unwrap_or(0),
+            n.get(1).copied().unwrap_or(0),
             t.tier.as_str(),
             place
                 .database

@@ -64,6 +64,23 @@ pub fn lanes(rows: &[Example]) -> Vec<Lane> {
         .collect()
 }
 
+/// Lanes as table rows: the key, then [`LANES`]' columns.
+pub fn lane_rows(lanes: &[Lane]) -> Vec<Vec<Sql>> {
+    lanes
+        .iter()
+        .map(|l| {
+            vec![
+                Sql::Text(l.key.clone()),
+                Sql::Integer(l.flights),
+                Sql::Real(l.mean_eta),
+                Sql::Real(l.p80_eta),
+                l.mean_dep_delay.map_or(Sql::Null, Sql::Real),
+                Sql::Real(l.distance),
+            ]
+        })
+        .collect()
+}
+
 /// `planes.csv` rows by tail number, as (key, then [`PLANES`]' columns).
 pub type Planes = BTreeMap<String, Vec<Sql>>;
 
@@ -99,20 +116,7 @@ pub fn build_tenant(
     let Some(path) = tenant_file(dir, tenant) else {
         bail!("tenant id {tenant:?} cannot name a store file");
     };
-    let lanes = lanes(rows);
-    let values: Vec<Vec<Sql>> = lanes
-        .iter()
-        .map(|l| {
-            vec![
-                Sql::Text(l.key.clone()),
-                Sql::Integer(l.flights),
-                Sql::Real(l.mean_eta),
-                Sql::Real(l.p80_eta),
-                l.mean_dep_delay.map_or(Sql::Null, Sql::Real),
-                Sql::Real(l.distance),
-            ]
-        })
-        .collect();
+    let values = lane_rows(&lanes(rows));
     let written = write_store(&path, &[(&LANES, values), (&PLANES, fleet.to_vec())])?;
     Ok(Built {
         lanes: written.first().copied().unwrap_or(0),
@@ -124,7 +128,17 @@ pub fn build_tenant(
 /// returns the weather rows written.
 pub fn build_public(dir: &Path, weather_csv: &Path, airports: &Airports) -> Result<usize> {
     let rows = read_weather(weather_csv)?;
-    let zones: Vec<Vec<Sql>> = airports
+    let zones = airport_rows(airports);
+    let written = write_store(
+        &dir.join(PUBLIC_FILE),
+        &[(&WEATHER, rows), (&AIRPORTS, zones)],
+    )?;
+    Ok(written.first().copied().unwrap_or(0))
+}
+
+/// The [`AIRPORTS`] rows: each airport's time-zone rule.
+pub fn airport_rows(airports: &Airports) -> Vec<Vec<Sql>> {
+    airports
         .0
         .iter()
         .map(|(code, z)| {
@@ -134,12 +148,7 @@ pub fn build_public(dir: &Path, weather_csv: &Path, airports: &Airports) -> Resu
                 Sql::Integer(i64::from(z.us_dst)),
             ]
         })
-        .collect();
-    let written = write_store(
-        &dir.join(PUBLIC_FILE),
-        &[(&WEATHER, rows), (&AIRPORTS, zones)],
-    )?;
-    Ok(written.first().copied().unwrap_or(0))
+        .collect()
 }
 
 /// Reads `planes.csv` (`tailnum` and [`PLANES`]' columns; `NA` is NULL).

@@ -1,9 +1,9 @@
 //! Tenant-scoped feature lookups over PostgreSQL, laid out by the tenant's tier:
 //!
 //! ```text
-//! pool    main database, bulkhead_pool.lanes (tenant_id, key, …): one table for every pool
-//!         tenant, ROW LEVEL SECURITY enabled and FORCED, policy
-//!         USING (tenant_id = current_setting('bulkhead.tenant', true));
+//! pool    main database, bulkhead_pool.<table> (tenant_id, key, …) for each tenant table
+//!         (lanes, planes): one table for every pool tenant, ROW LEVEL SECURITY enabled and
+//!         FORCED, policy USING (tenant_id = current_setting('bulkhead.tenant', true));
 //!         read as role bulkhead_reader (NOSUPERUSER NOBYPASSRLS, not the owner), with the
 //!         tenant set per transaction by set_config('bulkhead.tenant', $1, true).
 //! bridge  main database, schema tenant_<org> (lowercased): read as role
@@ -39,7 +39,7 @@
 //! are always bound parameters.
 
 use super::load::Lane;
-use super::schema::{self, Kind, LANES, Scope, Table, WEATHER};
+use super::schema::{self, Kind, LANES, Scope, TABLES, Table, WEATHER};
 use crate::sandbox::{FeatureSource, Value};
 use anyhow::{Context, Result, bail};
 use bulkhead_registry::Tier;
@@ -49,6 +49,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, NoTls, Row};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
+use rusqlite::types::Value as Sql;
 use scheduled_thread_pool::ScheduledThreadPool;
 use std::collections::HashMap;
 use std::path::Path;
@@ -208,7 +209,8 @@ impl r2d2::ManageConnection for Manager {
 pub struct PgFeatureStores {
     base: Config,
     options: PgOptions,
-    handles: Mutex<HashMap<(String, &'static str), Arc<PgTenantFeatures>>>,
+    /// One handle per tenant, for the tier it was last asked for.
+    handles: Mutex<HashMap<String, Arc<PgTenantFeatures>>>,
 }
 
 impl PgFeatureStores {
@@ -228,14 +230,43 @@ impl PgFeatureStores {
     }
 
     /// The lookups of `tenant` (the verified tenant of a request) at its registry `tier`.
-    /// Pools are made on first use and kept per (tenant, tier); no connection is opened
-    /// until a lookup needs one.
+    /// Pools are made on first use and kept per tenant; no connection is opened until a
+    /// lookup needs one. When the tenant's tier changes (a registry edit: pool → bridge,
+    /// say), the next call gets a new handle with the new placement and the old handle is
+    /// dropped from the map: calls still holding it finish on it, then its pools close.
+    /// So the map holds one handle per tenant seen, bounded by the registry.
     pub fn for_tenant(&self, tenant: &str, tier: Tier) -> Arc<PgTenantFeatures> {
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
-        handles
-            .entry((tenant.to_string(), tier.as_str()))
-            .or_insert_with(|| Arc::new(self.make(tenant, tier)))
-            .clone()
+        // Looked up by `&str`: no allocation on the request path once a tenant has a handle.
+        if let Some(h) = handles.get(tenant).filter(|h| h.tier == tier) {
+            return Arc::clone(h);
+        }
+        let h = Arc::new(self.make(tenant, tier));
+        handles.insert(tenant.to_string(), Arc::clone(&h));
+        h
+    }
+
+    /// Start-up check: the pool reader can log in to the main database and run a query
+    /// there (the server is reachable and `features load --postgres` has created the
+    /// roles). Returns the server's version.
+    pub fn check(&self) -> Result<String> {
+        let main_db = self.base.get_dbname().unwrap_or("postgres");
+        let cfg = reader_config(
+            &self.base,
+            &self.options,
+            READER_ROLE,
+            main_db,
+            PUBLIC_SCHEMA,
+        );
+        let mut client = cfg
+            .connect(NoTls)
+            .map_err(|e| anyhow::anyhow!("{}", describe(&e)))
+            .with_context(|| format!("connecting as {READER_ROLE} to database {main_db}"))?;
+        let v: String = client
+            .query_one("SHOW server_version", &[])
+            .map_err(|e| anyhow::anyhow!("{}", describe(&e)))?
+            .get(0);
+        Ok(v)
     }
 
     fn make(&self, tenant: &str, tier: Tier) -> PgTenantFeatures {
@@ -261,6 +292,7 @@ impl PgFeatureStores {
         };
         PgTenantFeatures {
             tenant: tenant.to_string(),
+            tier,
             placement,
             data,
             public,
@@ -328,6 +360,8 @@ pub fn reader_config(
 /// One tenant's lookups over its own pools.
 pub struct PgTenantFeatures {
     tenant: String,
+    /// The tier the handle was made for (its placement follows from it).
+    tier: Tier,
     placement: Result<Placement, String>,
     /// The tenant's tables (and, but for silo, the public ones).
     data: Option<PgPool>,
@@ -533,89 +567,177 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// The roles, the public and pool schemas, their tables, grants and the row-level policy;
-/// safe to run again.
+/// The roles, the public and pool schemas, their tables (every table of [`TABLES`]: the
+/// public ones in the public schema, the tenant ones in the pool schema with `tenant_id`
+/// under the row-level policy), grants; safe to run again.
 fn ensure_shared(client: &mut Client) -> Result<()> {
     ensure_role(client, OWNER_ROLE, "NOLOGIN")?;
     ensure_role(client, READER_ROLE, "LOGIN NOINHERIT")?;
-    let lanes_cols = column_defs(&LANES);
-    let weather_cols = column_defs(&WEATHER);
-    client.batch_execute(&format!(
+    let mut sql = format!(
         "CREATE SCHEMA IF NOT EXISTS {PUBLIC_SCHEMA} AUTHORIZATION {OWNER_ROLE};
-         CREATE TABLE IF NOT EXISTS {PUBLIC_SCHEMA}.weather (key text PRIMARY KEY, {weather_cols});
-         ALTER TABLE {PUBLIC_SCHEMA}.weather OWNER TO {OWNER_ROLE};
          GRANT USAGE ON SCHEMA {PUBLIC_SCHEMA} TO PUBLIC;
-         GRANT SELECT ON {PUBLIC_SCHEMA}.weather TO PUBLIC;
-
          CREATE SCHEMA IF NOT EXISTS {POOL_SCHEMA} AUTHORIZATION {OWNER_ROLE};
          REVOKE ALL ON SCHEMA {POOL_SCHEMA} FROM PUBLIC;
-         CREATE TABLE IF NOT EXISTS {POOL_SCHEMA}.lanes (
-             tenant_id text NOT NULL, key text NOT NULL, {lanes_cols},
-             PRIMARY KEY (tenant_id, key));
-         ALTER TABLE {POOL_SCHEMA}.lanes OWNER TO {OWNER_ROLE};
-         ALTER TABLE {POOL_SCHEMA}.lanes ENABLE ROW LEVEL SECURITY;
-         ALTER TABLE {POOL_SCHEMA}.lanes FORCE ROW LEVEL SECURITY;
-         DROP POLICY IF EXISTS {POLICY} ON {POOL_SCHEMA}.lanes;
-         CREATE POLICY {POLICY} ON {POOL_SCHEMA}.lanes
-             USING (tenant_id = current_setting('{TENANT_SETTING}', true));
-         REVOKE ALL ON {POOL_SCHEMA}.lanes FROM PUBLIC;
-         GRANT USAGE ON SCHEMA {POOL_SCHEMA} TO {READER_ROLE};
-         GRANT SELECT ON {POOL_SCHEMA}.lanes TO {READER_ROLE};"
-    ))?;
+         GRANT USAGE ON SCHEMA {POOL_SCHEMA} TO {READER_ROLE};\n"
+    );
+    for table in TABLES {
+        let (name, cols) = (table.name, column_defs(table));
+        sql.push_str(&match table.scope {
+            Scope::Public => format!(
+                "CREATE TABLE IF NOT EXISTS {PUBLIC_SCHEMA}.{name} (key text PRIMARY KEY, {cols});
+                 ALTER TABLE {PUBLIC_SCHEMA}.{name} OWNER TO {OWNER_ROLE};
+                 GRANT SELECT ON {PUBLIC_SCHEMA}.{name} TO PUBLIC;\n"
+            ),
+            Scope::Tenant => format!(
+                "CREATE TABLE IF NOT EXISTS {POOL_SCHEMA}.{name} (
+                     tenant_id text NOT NULL, key text NOT NULL, {cols},
+                     PRIMARY KEY (tenant_id, key));
+                 ALTER TABLE {POOL_SCHEMA}.{name} OWNER TO {OWNER_ROLE};
+                 ALTER TABLE {POOL_SCHEMA}.{name} ENABLE ROW LEVEL SECURITY;
+                 ALTER TABLE {POOL_SCHEMA}.{name} FORCE ROW LEVEL SECURITY;
+                 DROP POLICY IF EXISTS {POLICY} ON {POOL_SCHEMA}.{name};
+                 CREATE POLICY {POLICY} ON {POOL_SCHEMA}.{name}
+                     USING (tenant_id = current_setting('{TENANT_SETTING}', true));
+                 REVOKE ALL ON {POOL_SCHEMA}.{name} FROM PUBLIC;
+                 GRANT SELECT ON {POOL_SCHEMA}.{name} TO {READER_ROLE};\n"
+            ),
+        });
+    }
+    client.batch_execute(&sql)?;
     Ok(())
 }
 
-/// A tenant's schema with its `lanes`, readable by `role` only (and the owner).
+/// A tenant's schema with every tenant table of [`TABLES`], readable by `role` only (and
+/// the owner).
 fn ensure_tenant_schema(client: &mut Client, schema: &str, role: &str) -> Result<()> {
-    let lanes_cols = column_defs(&LANES);
-    client.batch_execute(&format!(
+    let mut sql = format!(
         "CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {OWNER_ROLE};
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
-         GRANT USAGE ON SCHEMA {schema} TO {role};
-         CREATE TABLE IF NOT EXISTS {schema}.lanes (key text PRIMARY KEY, {lanes_cols});
-         ALTER TABLE {schema}.lanes OWNER TO {OWNER_ROLE};
-         REVOKE ALL ON {schema}.lanes FROM PUBLIC;
-         GRANT SELECT ON {schema}.lanes TO {role};"
-    ))?;
+         GRANT USAGE ON SCHEMA {schema} TO {role};\n"
+    );
+    for table in TABLES.iter().filter(|t| t.scope == Scope::Tenant) {
+        let (name, cols) = (table.name, column_defs(table));
+        sql.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.{name} (key text PRIMARY KEY, {cols});
+             ALTER TABLE {schema}.{name} OWNER TO {OWNER_ROLE};
+             REVOKE ALL ON {schema}.{name} FROM PUBLIC;
+             GRANT SELECT ON {schema}.{name} TO {role};\n"
+        ));
+    }
+    client.batch_execute(&sql)?;
     Ok(())
 }
 
-fn lane_params(l: &Lane) -> [&(dyn ToSql + Sync); 6] {
-    [
-        &l.key,
-        &l.flights,
-        &l.mean_eta,
-        &l.p80_eta,
-        &l.mean_dep_delay,
-        &l.distance,
-    ]
+/// One table's rows to load: each row is the key, then the table's columns in order (the
+/// shape the SQLite loader writes, see [`super::load`]).
+pub type TableRows<'a> = (&'static Table, &'a [Vec<Sql>]);
+
+/// A value of `kind` as a PostgreSQL parameter (NULL for a missing or mistyped value).
+fn param(kind: Kind, v: &Sql) -> Box<dyn ToSql + Sync> {
+    match (kind, v) {
+        (Kind::Real, Sql::Real(x)) => Box::new(Some(*x)),
+        (Kind::Real, Sql::Integer(n)) => Box::new(Some(*n as f64)),
+        (Kind::Real, _) => Box::new(None::<f64>),
+        (Kind::Integer, Sql::Integer(n)) => Box::new(Some(*n)),
+        (Kind::Integer, _) => Box::new(None::<i64>),
+        (Kind::Text, Sql::Text(t)) => Box::new(Some(t.clone())),
+        (Kind::Text, _) => Box::new(None::<String>),
+    }
 }
 
-/// Replaces `tenant`'s lanes with `lanes` where its `tier` keeps them (creating the roles,
-/// schemas, database and grants it needs); returns the lanes written. Readers see the old
-/// rows or the new ones (one transaction), never a mix.
-pub fn load_postgres(url: &str, tenant: &str, tier: Tier, lanes: &[Lane]) -> Result<usize> {
+/// Deletes `tenant`'s rows of `table` (all rows: `tenant` is `None`) and inserts `rows`
+/// (a key seen again is skipped, as in the SQLite store) in `tx`; returns the rows written.
+fn replace_rows(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    tenant: Option<&str>,
+    table: &Table,
+    rows: &[Vec<Sql>],
+) -> Result<usize> {
+    let quoted: Vec<String> = table
+        .columns
+        .iter()
+        .map(|(c, _)| format!("\"{c}\""))
+        .collect();
+    let name = table.name;
+    let first = usize::from(tenant.is_some()) + 1;
+    let marks: Vec<String> = (first..=first + table.columns.len())
+        .map(|i| format!("${i}"))
+        .collect();
+    let (tenant_col, conflict) = match tenant {
+        Some(_) => ("tenant_id, ", "(tenant_id, key)"),
+        None => ("", "(key)"),
+    };
+    let tenant_mark = if tenant.is_some() { "$1, " } else { "" };
+    match tenant {
+        Some(t) => tx.execute(
+            &format!("DELETE FROM {schema}.{name} WHERE tenant_id = $1"),
+            &[&t],
+        )?,
+        None => tx.execute(&format!("DELETE FROM {schema}.{name}"), &[])?,
+    };
+    let stmt = tx.prepare(&format!(
+        "INSERT INTO {schema}.{name} ({tenant_col}key, {}) VALUES ({tenant_mark}{}) \
+         ON CONFLICT {conflict} DO NOTHING",
+        quoted.join(", "),
+        marks.join(", ")
+    ))?;
+    let tenant_param: Option<String> = tenant.map(str::to_string);
+    let mut written = 0;
+    for row in rows {
+        let Some(Sql::Text(key)) = row.first() else {
+            bail!("{name}: a row without a text key");
+        };
+        if row.len() != table.columns.len() + 1 {
+            bail!("{name} row {key:?}: {} values", row.len() - 1);
+        }
+        let values: Vec<Box<dyn ToSql + Sync>> = table
+            .columns
+            .iter()
+            .zip(&row[1..])
+            .map(|((_, kind), v)| param(*kind, v))
+            .collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(values.len() + 2);
+        if let Some(t) = &tenant_param {
+            params.push(t);
+        }
+        params.push(key);
+        params.extend(values.iter().map(|b| b.as_ref()));
+        written += tx.execute(&stmt, &params)? as usize;
+    }
+    Ok(written)
+}
+
+/// Replaces `tenant`'s rows of each given tenant table where its `tier` keeps them
+/// (creating the roles, schemas, database and grants it needs); tables not given keep
+/// their rows. Returns the rows written per given table. Readers see the old rows or the
+/// new ones (one transaction for all the tables), never a mix.
+pub fn load_tenant_postgres(
+    url: &str,
+    tenant: &str,
+    tier: Tier,
+    tables: &[TableRows<'_>],
+) -> Result<Vec<usize>> {
+    if let Some((t, _)) = tables.iter().find(|(t, _)| t.scope != Scope::Tenant) {
+        bail!("`{}` is not a tenant table", t.name);
+    }
     let placement = Placement::of(tenant, tier).map_err(anyhow::Error::msg)?;
     let mut client = admin(url)?;
     ensure_shared(&mut client)?;
-    let names: Vec<&str> = LANES.columns.iter().map(|(c, _)| *c).collect();
-    let quoted: Vec<String> = names.iter().map(|c| format!("\"{c}\"")).collect();
+    let mut written = Vec::with_capacity(tables.len());
     match placement.tier {
         Tier::Pool => {
             let mut tx = client.transaction()?;
             // Also the policy's tenant, should the loader be the (forced) owner.
             tx.execute("SELECT set_config('bulkhead.tenant', $1, true)", &[&tenant])?;
-            tx.execute(
-                &format!("DELETE FROM {POOL_SCHEMA}.lanes WHERE tenant_id = $1"),
-                &[&tenant],
-            )?;
-            let stmt = tx.prepare(&format!(
-                "INSERT INTO {POOL_SCHEMA}.lanes (tenant_id, key, {}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                quoted.join(", ")
-            ))?;
-            for l in lanes {
-                let [k, a, b, c, d, e] = lane_params(l);
-                tx.execute(&stmt, &[&tenant, k, a, b, c, d, e])?;
+            for (table, rows) in tables {
+                written.push(replace_rows(
+                    &mut tx,
+                    POOL_SCHEMA,
+                    Some(tenant),
+                    table,
+                    rows,
+                )?);
             }
             tx.commit()?;
         }
@@ -647,61 +769,43 @@ pub fn load_postgres(url: &str, tenant: &str, tier: Tier, lanes: &[Lane]) -> Res
             let c = target.as_mut().unwrap_or(&mut client);
             ensure_tenant_schema(c, &placement.schema, &placement.role)?;
             let mut tx = c.transaction()?;
-            tx.batch_execute(&format!("DELETE FROM {}.lanes", placement.schema))?;
-            let stmt = tx.prepare(&format!(
-                "INSERT INTO {}.lanes (key, {}) VALUES ($1, $2, $3, $4, $5, $6)",
-                placement.schema,
-                quoted.join(", ")
-            ))?;
-            for l in lanes {
-                tx.execute(&stmt, &lane_params(l))?;
+            for (table, rows) in tables {
+                written.push(replace_rows(&mut tx, &placement.schema, None, table, rows)?);
             }
             tx.commit()?;
         }
     }
-    Ok(lanes.len())
+    Ok(written)
+}
+
+/// Replaces `tenant`'s lanes with `lanes` (see [`load_tenant_postgres`]); returns the
+/// lanes written.
+pub fn load_postgres(url: &str, tenant: &str, tier: Tier, lanes: &[Lane]) -> Result<usize> {
+    let rows = super::load::lane_rows(lanes);
+    let n = load_tenant_postgres(url, tenant, tier, &[(&LANES, &rows)])?;
+    Ok(n.first().copied().unwrap_or(0))
 }
 
 /// Replaces the public weather rows from `weather.csv`; returns the rows written (a key
 /// seen again is skipped, as in the SQLite store).
-pub fn load_public_postgres(url: &str, weather_csv: &Path) -> Result<usize> {
+pub fn load_public_postgres(
+    url: &str,
+    weather_csv: &Path,
+    airports: &bulkhead_eta_model::nyc::Airports,
+) -> Result<usize> {
     let rows = super::load::read_weather(weather_csv)?;
     let mut client = admin(url)?;
     ensure_shared(&mut client)?;
-    let quoted: Vec<String> = WEATHER
-        .columns
-        .iter()
-        .map(|(c, _)| format!("\"{c}\""))
-        .collect();
-    let marks: Vec<String> = (1..=WEATHER.columns.len() + 1)
-        .map(|i| format!("${i}"))
-        .collect();
     let mut tx = client.transaction()?;
-    tx.batch_execute(&format!("DELETE FROM {PUBLIC_SCHEMA}.weather"))?;
-    let stmt = tx.prepare(&format!(
-        "INSERT INTO {PUBLIC_SCHEMA}.weather (key, {}) VALUES ({}) ON CONFLICT (key) DO NOTHING",
-        quoted.join(", "),
-        marks.join(", ")
-    ))?;
-    let mut written = 0;
-    for row in rows {
-        let mut key = String::new();
-        let mut reals: Vec<Option<f64>> = Vec::with_capacity(WEATHER.columns.len());
-        for (i, v) in row.into_iter().enumerate() {
-            match (i, v) {
-                (0, rusqlite::types::Value::Text(k)) => key = k,
-                (_, rusqlite::types::Value::Real(x)) => reals.push(Some(x)),
-                (_, rusqlite::types::Value::Integer(n)) => reals.push(Some(n as f64)),
-                _ => reals.push(None),
-            }
-        }
-        if reals.len() != WEATHER.columns.len() {
-            bail!("weather row {key:?}: {} values", reals.len());
-        }
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&key];
-        params.extend(reals.iter().map(|r| r as &(dyn ToSql + Sync)));
-        written += tx.execute(&stmt, &params)? as usize;
-    }
+    let n = replace_rows(&mut tx, PUBLIC_SCHEMA, None, &WEATHER, &rows)?;
+    let zones = super::load::airport_rows(airports);
+    replace_rows(
+        &mut tx,
+        PUBLIC_SCHEMA,
+        None,
+        &super::schema::AIRPORTS,
+        &zones,
+    )?;
     tx.commit()?;
-    Ok(written)
+    Ok(n)
 }

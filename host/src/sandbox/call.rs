@@ -9,7 +9,7 @@ use super::bindings::{Alert, Batch, ModelError, Options, Predictions, RowError};
 use super::cache::{CacheKey, ModelCache};
 use super::engine::SandboxEngine;
 use super::error::{ErrorKind, SandboxError, classify};
-use super::host_api::CallState;
+use super::host_api::{CallState, LookupClock};
 use super::limits::{OutputRefused, OutputShape, check_output, check_rows};
 use super::loader::{LoadedModel, Loader, model_error};
 use super::precompiled::PrecompiledDir;
@@ -239,6 +239,8 @@ async fn predict_inner(
             total: start.elapsed(),
             memory_peak_bytes: timings.memory_peak,
             host_calls: timings.host_calls,
+            feature_lookups: timings.lookups.count,
+            feature_lookup: timings.lookups.total,
         },
     })
 }
@@ -257,6 +259,7 @@ struct Timings {
     predict: Duration,
     memory_peak: usize,
     host_calls: u32,
+    lookups: LookupClock,
 }
 
 /// The guest part of a call, on a blocking thread.
@@ -359,6 +362,7 @@ fn run(
             predict: t3 - t2,
             memory_peak: data.limiter.memory_peak(),
             host_calls: data.budget.calls,
+            lookups: data.lookups,
         },
     ))
 }

@@ -30,6 +30,8 @@ pub struct CallState {
     pub features: Arc<dyn FeatureSource>,
     /// Time spent running the plugin's own code (not host calls), from call hooks.
     pub guest: GuestClock,
+    /// `features.lookup` calls answered and the time the store took for them.
+    pub lookups: LookupClock,
     max_log_line: usize,
     log_lines: u32,
 }
@@ -59,6 +61,15 @@ impl GuestClock {
     }
 }
 
+/// What the call's `features.lookup` host calls cost: how many reached the store, and
+/// the wall time the store took to answer them (a SQLite read, or a PostgreSQL round
+/// trip with its pool checkout).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LookupClock {
+    pub count: u32,
+    pub total: std::time::Duration,
+}
+
 impl CallState {
     pub fn new(
         limits: &Limits,
@@ -75,6 +86,7 @@ impl CallState {
             model,
             features,
             guest: GuestClock::default(),
+            lookups: LookupClock::default(),
             max_log_line: limits.max_log_line_bytes,
             log_lines: 0,
         }
@@ -120,7 +132,12 @@ fn lookup(
         column_names.push(name.to_str(&store)?.into_owned());
     }
     let features = store.data().features.clone();
-    Ok((features.lookup(&table, &key, &column_names),))
+    let t0 = std::time::Instant::now();
+    let answer = features.lookup(&table, &key, &column_names);
+    let lookups = &mut store.data_mut().lookups;
+    lookups.count = lookups.count.saturating_add(1);
+    lookups.total += t0.elapsed();
+    Ok((answer,))
 }
 
 fn log(

@@ -400,6 +400,10 @@ pub struct CallStats {
     /// Largest total linear memory the call reached.
     pub memory_peak_bytes: usize,
     pub host_calls: u32,
+    /// `features.lookup` calls the store answered during the call…
+    pub feature_lookups: u32,
+    /// …and the time it took for them (inside `predict`/`artifact_load`, outside `guest`).
+    pub feature_lookup: Duration,
 }
 
 /// How a plugin's compiled code was obtained on a load.

@@ -4,7 +4,7 @@
 //! plug in fakes to drive admission, errors and metrics without wasm.
 
 use crate::sandbox::ErrorKind;
-use bulkhead_registry::ModelRef;
+use bulkhead_registry::{ModelRef, Tier};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -19,6 +19,9 @@ pub use crate::sandbox::{Alert, Batch, BatchBuilder, BatchError, Prediction, Row
 pub struct Call {
     pub tenant: String,
     pub request_id: String,
+    /// The tenant's tier in the registry revision that routed the call: where its feature
+    /// rows live (PostgreSQL keeps pool, bridge and silo tenants apart differently).
+    pub tier: Tier,
     /// The tenant's model as the registry names it (`version` may be an alias).
     pub model: ModelRef,
     pub rows: Batch,
@@ -41,6 +44,10 @@ pub struct CallStats {
     pub load_seconds: Option<f64>,
     /// Seconds in the plugin's own code (host calls excluded).
     pub guest_seconds: f64,
+    /// `features.lookup` calls the tenant's feature store answered…
+    pub feature_lookups: u64,
+    /// …and the seconds it took for them (part of the call, not of `guest_seconds`).
+    pub feature_lookup_seconds: f64,
 }
 
 #[derive(Debug, Clone)]

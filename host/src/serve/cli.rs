@@ -7,6 +7,7 @@ use super::{App, Limits, Options, Transport, api};
 use crate::batch::sched::SchedMode;
 use crate::batch::{BatchConfig, BatchPlane};
 use crate::dev::issuer::{DEV_AUDIENCE, DEV_ISSUER, DevIssuer};
+use crate::features::postgres::{PgFeatureStores, PgOptions};
 use crate::metering::sink::{self, Meter};
 use crate::models::ModelStore;
 use crate::registry::watch::Watcher;
@@ -128,6 +129,38 @@ pub struct ServeArgs {
     /// finished, so the job table and the disk stay bounded.
     #[arg(long, default_value_t = 168, value_name = "HOURS")]
     pub batch_retention_hours: u64,
+    /// Answer the models' feature lookups from PostgreSQL instead of the SQLite stores in
+    /// <data-dir>/features: a connection string (URL or key=value) naming the server and
+    /// the main database (`bulkhead features load --postgres` fills it). Its user and
+    /// password are not used: lookups log in as the reader role of the tenant's tier
+    /// (bulkhead_reader for pool, bulkhead_reader_<org> for bridge and silo).
+    #[arg(long, env = "BULKHEAD_FEATURES_POSTGRES", value_name = "URL")]
+    pub features_postgres: Option<String>,
+    /// The password of the reader roles, if the server asks for one.
+    #[arg(
+        long,
+        env = "BULKHEAD_FEATURES_POSTGRES_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD",
+        requires = "features_postgres"
+    )]
+    pub features_postgres_password: Option<String>,
+    /// Connections per tenant pool (PostgreSQL feature store).
+    #[arg(long, default_value_t = PgOptions::default().pool_size, value_name = "N")]
+    pub features_pool_size: u32,
+    /// `statement_timeout` (and `lock_timeout`) of each lookup connection.
+    #[arg(long, default_value_t = ms(PgOptions::default().statement_timeout), value_name = "MS")]
+    pub features_statement_timeout_ms: u64,
+    /// Longest wait for a free connection of the tenant's pool; then the lookup fails.
+    #[arg(long, default_value_t = ms(PgOptions::default().checkout_timeout), value_name = "MS")]
+    pub features_checkout_timeout_ms: u64,
+    /// Longest wait to open a connection.
+    #[arg(long, default_value_t = ms(PgOptions::default().connect_timeout), value_name = "MS")]
+    pub features_connect_timeout_ms: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +253,27 @@ impl ServeArgs {
         }
     }
 
+    /// The PostgreSQL feature stores of `--features-postgres`, checked reachable.
+    fn features_postgres(&self) -> Result<Option<Arc<PgFeatureStores>>> {
+        let Some(url) = &self.features_postgres else {
+            return Ok(None);
+        };
+        let options = PgOptions {
+            statement_timeout: Duration::from_millis(self.features_statement_timeout_ms),
+            pool_size: self.features_pool_size,
+            checkout_timeout: Duration::from_millis(self.features_checkout_timeout_ms),
+            connect_timeout: Duration::from_millis(self.features_connect_timeout_ms),
+            reader_password: self.features_postgres_password.clone(),
+        };
+        let stores = PgFeatureStores::new(url, options).context("--features-postgres")?;
+        let version = stores.check().context(
+            "--features-postgres: the PostgreSQL feature store is unreachable (is the server \
+             up, and were the stores loaded with `bulkhead features load --postgres`?)",
+        )?;
+        tracing::info!(server_version = %version, "feature lookups go to PostgreSQL");
+        Ok(Some(Arc::new(stores)))
+    }
+
     fn identity(&self, state_dir: &Path) -> Result<Identity> {
         if let Some(path) = &self.auth_config {
             let json =
@@ -253,6 +307,7 @@ pub fn run(
     // Certificates first: a bad file fails at once, before any model is loaded.
     let tls = args.tls()?;
     let identity = args.identity(state_dir)?;
+    let features_postgres = args.features_postgres()?;
     let watcher =
         Arc::new(Watcher::open(registry).context("the data plane needs a valid registry")?);
     let store = ModelStore::open(&data_dir)?;
@@ -263,19 +318,26 @@ pub fn run(
     let mut batch_plane = None;
     let served = rt.block_on(async {
         let sandbox = Arc::new(Sandbox::new(args.sandbox_config(&data_dir))?);
-        let backend = Arc::new(WasmBackend::new(
-            store,
-            sandbox,
-            Duration::from_millis(args.resolve_ttl_ms),
-        ));
-        // The batch plane: its own sandbox (engine, pool, cache) over the same store.
+        let mut backend =
+            WasmBackend::new(store, sandbox, Duration::from_millis(args.resolve_ttl_ms));
+        // The batch plane: its own sandbox (engine, pool, cache) over the same store and
+        // the same feature stores.
         let batch_sandbox = Arc::new(Sandbox::new(args.batch_sandbox_config(&data_dir))?);
-        let batch_backend = Arc::new(WasmBackend::new(
+        let mut batch_backend = WasmBackend::new(
             ModelStore::open(&data_dir)?,
             batch_sandbox,
             Duration::from_millis(args.resolve_ttl_ms),
-        ));
-        let batch = BatchPlane::start(args.batch_config(&data_dir), batch_backend, batch_meter)?;
+        );
+        if let Some(pg) = features_postgres {
+            batch_backend = batch_backend.with_postgres(Arc::clone(&pg));
+            backend = backend.with_postgres(pg);
+        }
+        let backend = Arc::new(backend);
+        let batch = BatchPlane::start(
+            args.batch_config(&data_dir),
+            Arc::new(batch_backend),
+            batch_meter,
+        )?;
         batch_plane = Some(Arc::clone(&batch));
         let opts = Options {
             meter: meter.clone(),

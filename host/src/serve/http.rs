@@ -271,6 +271,7 @@ async fn call_model<E: Endpoint>(
     let call = Call {
         tenant: route.org_id.clone(),
         request_id: rid.as_str().to_string(),
+        tier: route.tier,
         model: model_ref.clone(),
         rows,
         alert_after_minutes,

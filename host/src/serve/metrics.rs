@@ -2,6 +2,7 @@
 //!
 //! Per tenant: requests by status, latency, requests in flight, admission refusals,
 //! model (sandbox) failures by kind, model cache hits/misses and load time (from each call),
+//! guest seconds, feature lookups and the seconds the feature store took for them,
 //! and, read from the model cache at scrape time, evictions and resident bytes of the
 //! tenant's model. The `tenant` label is only ever a verified, registered tenant
 //! (`-` otherwise), so a caller cannot grow the label set.
@@ -76,6 +77,8 @@ pub struct Metrics {
     admission_refused: Family<ScopeLabels, Counter>,
     identity_refused: Family<ErrorLabel, Counter>,
     guest_seconds: Family<TenantLabel, Counter<f64, AtomicU64>>,
+    feature_lookups: Family<TenantLabel, Counter>,
+    feature_lookup_seconds: Family<TenantLabel, Counter<f64, AtomicU64>>,
 }
 
 /// Read at scrape time from the parts that own the figures.
@@ -110,6 +113,8 @@ impl Metrics {
         let admission_refused = Family::<ScopeLabels, Counter>::default();
         let identity_refused = Family::<ErrorLabel, Counter>::default();
         let guest_seconds = Family::<TenantLabel, Counter<f64, AtomicU64>>::default();
+        let feature_lookups = Family::<TenantLabel, Counter>::default();
+        let feature_lookup_seconds = Family::<TenantLabel, Counter<f64, AtomicU64>>::default();
         registry.register(
             "bulkhead_requests",
             "Prediction requests by tenant and HTTP status",
@@ -162,6 +167,17 @@ impl Metrics {
              data plane's CPU is its rate over the sum of all tenants' rates",
             guest_seconds.clone(),
         );
+        registry.register(
+            "bulkhead_tenant_feature_lookups",
+            "features.lookup calls of the tenant's model answered by its feature store",
+            feature_lookups.clone(),
+        );
+        registry.register(
+            "bulkhead_tenant_feature_lookup_seconds",
+            "Seconds the tenant's feature store took to answer its model's features.lookup \
+             calls (SQLite reads or PostgreSQL round trips; not part of guest seconds)",
+            feature_lookup_seconds.clone(),
+        );
         registry.register_collector(Box::new(Scrape {
             backend,
             tenants,
@@ -180,6 +196,8 @@ impl Metrics {
             admission_refused,
             identity_refused,
             guest_seconds,
+            feature_lookups,
+            feature_lookup_seconds,
         }
     }
 
@@ -220,6 +238,14 @@ impl Metrics {
         self.guest_seconds
             .get_or_create(&Self::t(tenant))
             .inc_by(stats.guest_seconds);
+        if stats.feature_lookups > 0 {
+            self.feature_lookups
+                .get_or_create(&Self::t(tenant))
+                .inc_by(stats.feature_lookups);
+            self.feature_lookup_seconds
+                .get_or_create(&Self::t(tenant))
+                .inc_by(stats.feature_lookup_seconds);
+        }
     }
 
     pub fn failure(&self, tenant: &str, kind: FailureKind) {

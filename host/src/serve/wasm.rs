@@ -11,11 +11,13 @@ use super::backend::{
     Backend, BackendError, BoxFuture, CacheStats, Call, CallStats, FailureKind, ModelId, Outcome,
 };
 use crate::features::FeatureStores;
+use crate::features::postgres::PgFeatureStores;
 use crate::models::{ModelStore, ModelVersion, StoreError};
 use crate::sandbox::{
-    CacheOutcome, CallContext, ModelFetch, ModelKey, ModelSource, Sandbox, SandboxError,
+    CacheOutcome, CallContext, FeatureSource, ModelFetch, ModelKey, ModelSource, Sandbox,
+    SandboxError,
 };
-use bulkhead_registry::ModelRef;
+use bulkhead_registry::{ModelRef, Tier};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,9 +30,29 @@ pub struct WasmBackend {
     store: Arc<ModelStore>,
     sandbox: Arc<Sandbox>,
     /// Lookups are scoped to the verified tenant of each call.
-    features: Arc<FeatureStores>,
+    features: Features,
     resolve_ttl: Duration,
     resolved: Mutex<HashMap<(String, String), (Instant, ModelVersion)>>,
+}
+
+/// Where a call's feature lookups go.
+enum Features {
+    /// One SQLite file per tenant (the tier does not matter: each tenant has its own file).
+    Files(Arc<FeatureStores>),
+    /// PostgreSQL, where the tier decides the placement (pool table under row-level
+    /// security, the tenant's schema, or its database). The handle is per tenant and is
+    /// replaced when the tenant's registry tier changes, so a promotion moves its lookups
+    /// to the new placement with the registry revision that routes the request.
+    Postgres(Arc<PgFeatureStores>),
+}
+
+impl Features {
+    fn for_call(&self, tenant: &str, tier: Tier) -> Arc<dyn FeatureSource> {
+        match self {
+            Features::Files(f) => f.for_tenant(tenant),
+            Features::Postgres(p) => p.for_tenant(tenant, tier),
+        }
+    }
 }
 
 /// Reads a version's bytes from the store on a cache miss (the store verifies them).
@@ -67,10 +89,17 @@ impl WasmBackend {
             store: Arc::new(store),
             sandbox,
             // `<data-dir>/features` (`bulkhead features load`): absent files find nothing.
-            features: Arc::new(features),
+            features: Features::Files(Arc::new(features)),
             resolve_ttl,
             resolved: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Answers feature lookups from PostgreSQL (`serve --features-postgres`) instead of
+    /// the SQLite files.
+    pub fn with_postgres(mut self, stores: Arc<PgFeatureStores>) -> WasmBackend {
+        self.features = Features::Postgres(stores);
+        self
     }
 
     pub fn sandbox(&self) -> &Arc<Sandbox> {
@@ -251,7 +280,7 @@ impl Backend for WasmBackend {
                     ),
                 ));
             }
-            let features = self.features.for_tenant(&call.tenant);
+            let features = self.features.for_call(&call.tenant, call.tier);
             let ctx = CallContext::new(&call.tenant, &call.request_id, features)
                 .with_alerts_after(call.alert_after_minutes);
             let (source, tampered) = self.source(&v);
@@ -270,6 +299,8 @@ impl Backend for WasmBackend {
                     load_seconds: (out.stats.cache == CacheOutcome::Miss)
                         .then_some(out.stats.load.as_secs_f64()),
                     guest_seconds: out.stats.guest.as_secs_f64(),
+                    feature_lookups: u64::from(out.stats.feature_lookups),
+                    feature_lookup_seconds: out.stats.feature_lookup.as_secs_f64(),
                 },
             })
         })

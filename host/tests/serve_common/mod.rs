@@ -145,6 +145,9 @@ impl Backend for Fake {
                     load_seconds: first.then_some(0.002),
                     // A fixed 1.5 ms of guest time per call (checked in /metrics).
                     guest_seconds: 0.0015,
+                    // And 3 feature lookups taking 0.25 ms in all.
+                    feature_lookups: 3,
+                    feature_lookup_seconds: 0.00025,
                 },
             })
         })

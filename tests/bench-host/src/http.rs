@@ -26,6 +26,30 @@ impl Server {
         cache_entries: usize,
         log: &Path,
     ) -> Result<Server> {
+        Server::start_with(
+            bulkhead,
+            state_dir,
+            registry,
+            data_dir,
+            addr,
+            cache_entries,
+            log,
+            &[],
+        )
+    }
+
+    /// [`Server::start`] with more `serve` flags.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        bulkhead: &Path,
+        state_dir: &Path,
+        registry: &Path,
+        data_dir: &Path,
+        addr: SocketAddr,
+        cache_entries: usize,
+        log: &Path,
+        extra: &[String],
+    ) -> Result<Server> {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             bail!("{addr} is already in use (set BENCH_HOST_PORT to move the bench's port)");
         }
@@ -43,6 +67,7 @@ impl Server {
             .arg(data_dir)
             .arg("--cache-entries")
             .arg(cache_entries.to_string())
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

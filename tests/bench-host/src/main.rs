@@ -7,12 +7,17 @@
 //! 3. cold loads: from the host's precompiled file, by compiling the `.wasm`, and a new
 //!    tenant's artifact while the plugin's code is resident;
 //! 4. 1,000 tenants with their own models, cache capacity 100, a Zipf (s = 1) tenant
-//!    mix through `bulkhead serve`: the server's resident memory and the hit rate.
+//!    mix through `bulkhead serve`: the server's resident memory and the hit rate;
+//! 5. feature stores: a full pipeline request whose rows all look features up, SQLite vs
+//!    PostgreSQL, 1 and 100 rows (its own "## Feature stores" section; run first, and
+//!    alone with `--only features`).
 //!
 //! Everything is bounded in count and time and bound to 127.0.0.1.
 
+mod features;
 mod http;
 mod inproc;
+mod pg;
 mod report;
 mod setup;
 mod stats;
@@ -53,6 +58,11 @@ struct Args {
     command: String,
     date: String,
     build_seconds: u64,
+    /// `all`, or `features` for the feature-store phase only.
+    only: String,
+    features_out: PathBuf,
+    features_requests: usize,
+    features_seconds: u64,
 }
 
 fn parse_args() -> Result<Args> {
@@ -106,6 +116,10 @@ fn parse_args() -> Result<Args> {
             .unwrap_or_else(|| "make bench-host".into()),
         date: map.get("date").cloned().unwrap_or_default(),
         build_seconds: num(&map, "build-seconds", 0)?,
+        only: map.get("only").cloned().unwrap_or_else(|| "all".into()),
+        features_out: s("features-out")?.into(),
+        features_requests: num(&map, "features-requests", 2000)?,
+        features_seconds: num(&map, "features-seconds", 12)?,
     })
 }
 
@@ -135,6 +149,32 @@ fn main() -> Result<()> {
             .with_context(|| format!("clearing {}", args.work.display()))?;
     }
     std::fs::create_dir_all(&args.work)?;
+
+    // ---- 5: the feature stores (first: it is the shortest, and `--only features` stops here).
+    let section = features::run(
+        &features::Opts {
+            bulkhead: args.bulkhead.clone(),
+            plugin: args.plugin.clone(),
+            flights: args.flights.clone(),
+            work: args.work.clone(),
+            port: args.port,
+            requests: args.features_requests,
+            seconds: args.features_seconds,
+            warmup: 100,
+            command: args.command.clone(),
+            date: args.date.clone(),
+        },
+        &log,
+    )?;
+    std::fs::write(&args.features_out, &section)
+        .with_context(|| format!("writing {}", args.features_out.display()))?;
+    if args.only == "features" {
+        log(&format!(
+            "done (feature stores only); section written to {}",
+            args.features_out.display()
+        ));
+        return Ok(());
+    }
     let plugin: Arc<[u8]> = std::fs::read(&args.plugin)
         .with_context(|| format!("reading {}", args.plugin.display()))?
         .into();

@@ -11,6 +11,7 @@
 //! | [`config`] | Envoy v3 YAML building blocks: clusters, wasm / native jwt_authn filters, listeners, bootstrap |
 //! | [`client`] | [`http_get`] / [`http_request`]: a tiny blocking HTTP/1.1 client that never follows redirects |
 //! | [`tls`] | [`tls::client_config`]: a rustls client trusting a CA, with or without a client certificate |
+//! | [`postgres`] | [`postgres::Cluster`]: a throwaway PostgreSQL cluster on a unix socket |
 //! | [`cases`] | the shared token suite: a data table of requests and the jwt-auth filter's expected verdicts, plus the standard provider config |
 //!
 //! ```no_run
@@ -42,6 +43,7 @@ pub mod envoy;
 pub mod forge;
 mod http1;
 pub mod keys;
+pub mod postgres;
 pub mod servers;
 pub mod tls;
 
