@@ -10,7 +10,7 @@ use bulkhead::batch::worker::chunk_event_id;
 use bulkhead::metering::aggregate::Paths;
 use bulkhead::metering::log;
 use bulkhead_testkit::client::{Response, http_request};
-use common::{Control, bulkhead, ok, seeded};
+use common::{Control, ok, seeded, serve_ready};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,28 +70,7 @@ fn csv(n: usize) -> Vec<u8> {
 }
 
 fn serve(reg: &Path, state: &str, extra: &[&str]) -> Control {
-    let mut cmd = bulkhead(reg);
-    cmd.args([
-        "--state-dir",
-        state,
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--plane-name",
-        "dp_pool_us",
-    ]);
-    cmd.args(extra);
-    let srv = Control::spawn(cmd);
-    let t0 = Instant::now();
-    while srv.get("/readyz", &[]).status != 200 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "never ready: {:?}",
-            srv.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    srv
+    serve_ready(reg, state, extra)
 }
 
 struct Client {

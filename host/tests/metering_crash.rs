@@ -15,7 +15,7 @@ use bulkhead::metering::aggregate::Paths;
 use bulkhead::metering::event::{KeyKind, Metric, RequestKey, event_id};
 use bulkhead::metering::log;
 use bulkhead_testkit::client::http_request;
-use common::{Control, bulkhead, ok, run, seeded};
+use common::{Control, ok, run, seeded, serve_ready};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,29 +47,7 @@ fn expected_id(i: usize) -> String {
 }
 
 fn serve(reg: &Path, state: &str, meter: &str) -> Control {
-    let mut cmd = bulkhead(reg);
-    cmd.args([
-        "--state-dir",
-        state,
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--plane-name",
-        "dp_pool_us",
-        "--meter-dir",
-        meter,
-    ]);
-    let srv = Control::spawn(cmd);
-    let t0 = Instant::now();
-    while srv.get("/readyz", &[]).status != 200 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "never ready: {:?}",
-            srv.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    srv
+    serve_ready(reg, state, &["--meter-dir", meter])
 }
 
 /// Request `i` → `Some(predictions in the 2xx body)`, or `None` (error status or no

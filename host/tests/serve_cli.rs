@@ -5,35 +5,14 @@
 mod common;
 
 use bulkhead_testkit::client::http_request;
-use common::{Control, bulkhead, ok, seeded};
-use std::time::{Duration, Instant};
+use common::{ok, seeded, serve_ready};
 
 #[test]
 fn serve_binary_answers_with_the_tenants_model() {
     let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
-    let mut cmd = bulkhead(&reg);
-    cmd.args([
-        "--state-dir",
-        state,
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--plane-name",
-        "dp_pool_us",
-    ]);
-    let srv = Control::spawn(cmd);
+    let srv = serve_ready(&reg, state, &[]);
     let port = srv.addr.port();
-
-    let t0 = Instant::now();
-    while srv.get("/readyz", &[]).status != 200 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "never ready: {:?}",
-            srv.log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert_eq!(srv.get("/healthz", &[]).status, 200);
 
     let tok = ok(&reg, &["--state-dir", state, "token", "--org", "DL"]);

@@ -5,29 +5,14 @@
 mod common;
 
 use bulkhead_testkit::client::http_request;
-use common::{Control, bulkhead, ok, seeded};
+use common::{bulkhead, ok, seeded, serve_ready};
 use std::time::{Duration, Instant};
 
 #[test]
 fn top_once_prints_the_busy_tenant_with_its_share() {
     let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
-    let mut cmd = bulkhead(&reg);
-    cmd.args([
-        "--state-dir",
-        state,
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--plane-name",
-        "dp_pool_us",
-    ]);
-    let srv = Control::spawn(cmd);
-    let t0 = Instant::now();
-    while srv.get("/readyz", &[]).status != 200 {
-        assert!(t0.elapsed() < Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let srv = serve_ready(&reg, state, &[]);
     let port = srv.addr.port();
     let tok = ok(&reg, &["--state-dir", state, "token", "--org", "DL"]);
     let auth = format!("Bearer {}", tok.trim());

@@ -90,6 +90,33 @@ pub struct Control {
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
+/// `bulkhead serve` on the `dp_pool_us` plane (127.0.0.1, any port) with `extra` flags,
+/// once `/readyz` answers 200 (within 60 s).
+pub fn serve_ready(registry: &Path, state: &str, extra: &[&str]) -> Control {
+    let mut cmd = bulkhead(registry);
+    cmd.args([
+        "--state-dir",
+        state,
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--plane-name",
+        "dp_pool_us",
+    ]);
+    cmd.args(extra);
+    let srv = Control::spawn(cmd);
+    let t0 = Instant::now();
+    while srv.get("/readyz", &[]).status != 200 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never ready: {:?}",
+            srv.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    srv
+}
+
 impl Control {
     pub fn start(registry: &Path) -> Control {
         let mut cmd = bulkhead(registry);

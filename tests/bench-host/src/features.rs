@@ -10,10 +10,10 @@
 //! (`bulkhead_request_duration_seconds_sum`).
 
 use crate::http::{Client, Server, metric_sum};
-use crate::pg::Cluster;
 use crate::stats::{Summary, loadavg, summarize};
 use anyhow::{Context, Result, bail};
 use bulkhead::dev::issuer::DevIssuer;
+use bulkhead_testkit::postgres::Cluster;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -224,10 +224,8 @@ pub fn run(o: &Opts, log: &dyn Fn(&str)) -> Result<String> {
             "--promote",
         ],
     )?;
-    // A short path for the socket (at most 107 bytes).
-    let pg_dir = std::env::temp_dir().join(format!("bh-bench-pg-{}", std::process::id()));
     log("5: starting PostgreSQL and loading it");
-    let pg = Cluster::start(&pg_dir)?;
+    let pg = Cluster::start();
     let url = pg.url();
     bulkhead(
         o,

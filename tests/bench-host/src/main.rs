@@ -17,7 +17,6 @@
 mod features;
 mod http;
 mod inproc;
-mod pg;
 mod report;
 mod setup;
 mod stats;
