@@ -181,7 +181,7 @@ Bulkhead is up:
 The dev issuer key ($STATE/dev/) and the dev CAs + certificates ($STATE/tls/) were generated on first run: never commit them.
 
   # tokens from the dev issuer, valid for an hour (more: make token ORG=<org_id>); one flight:
-  # Newark → Chicago O'Hare on 2013-11-29, scheduled 17:45 → 19:01 local (the host looks the
+  # Newark → Chicago O'Hare on 2013-11-29, scheduled 17:45 → 19:01 local (the model looks the
   # airports' time zones, the weather and the plane up), left 60 min late
   EV=$TOKEN_EV
   DL=$TOKEN_DL
