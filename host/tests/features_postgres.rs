@@ -38,6 +38,13 @@ impl Connect for Cluster {
     }
 }
 
+/// The `count(*)` a query returns, on any client (connection, transaction, pooled).
+macro_rules! count {
+    ($client:expr, $sql:expr) => {
+        $client.query_one($sql, &[]).unwrap().get::<_, i64>(0)
+    };
+}
+
 fn lane(key: &str, flights: i64, mean_eta: f64) -> Lane {
     Lane {
         key: key.into(),
@@ -192,10 +199,7 @@ fn row_level_security_hides_other_tenants_rows_even_without_a_tenant_filter() {
     let mut tx = reader.transaction().unwrap();
     tx.execute("SELECT set_config('bulkhead.tenant', $1, true)", &[&"B6"])
         .unwrap();
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM bulkhead_pool.lanes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(tx, "SELECT count(*) FROM bulkhead_pool.lanes");
     assert_eq!(n, 1, "only B6's row, though the query names no tenant");
     let tenants: Vec<String> = tx
         .query("SELECT DISTINCT tenant_id FROM bulkhead_pool.lanes", &[])
@@ -207,17 +211,11 @@ fn row_level_security_hides_other_tenants_rows_even_without_a_tenant_filter() {
     tx.commit().unwrap();
     // The setting was transaction-local: the next transaction has no tenant, so no rows.
     let mut tx = reader.transaction().unwrap();
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM bulkhead_pool.lanes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(tx, "SELECT count(*) FROM bulkhead_pool.lanes");
     assert_eq!(n, 0, "no tenant set: no rows at all");
     tx.commit().unwrap();
     // Outside any explicit transaction, too.
-    let n: i64 = reader
-        .query_one("SELECT count(*) FROM bulkhead_pool.lanes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(reader, "SELECT count(*) FROM bulkhead_pool.lanes");
     assert_eq!(n, 0);
 
     // The same on a real lookup connection of B6's pool (search_path = bulkhead_pool).
@@ -227,10 +225,7 @@ fn row_level_security_hides_other_tenants_rows_even_without_a_tenant_filter() {
     let mut tx = conn.transaction().unwrap();
     tx.execute("SELECT set_config('bulkhead.tenant', $1, true)", &[&"B6"])
         .unwrap();
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM lanes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(tx, "SELECT count(*) FROM lanes");
     assert_eq!(n, 1);
     // …and a lookup connection is read-only.
     let e = tx
@@ -246,10 +241,7 @@ fn row_level_security_hides_other_tenants_rows_even_without_a_tenant_filter() {
         .unwrap();
     tx.execute("SELECT set_config('bulkhead.tenant', $1, true)", &[&"B6"])
         .unwrap();
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM bulkhead_pool.lanes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(tx, "SELECT count(*) FROM bulkhead_pool.lanes");
     assert_eq!(n, 1, "the owner sees only B6's row while RLS is forced");
     tx.commit().unwrap();
     // …while without FORCE the owner would see every tenant's rows (rolled back).
@@ -260,10 +252,7 @@ fn row_level_security_hides_other_tenants_rows_even_without_a_tenant_filter() {
     .unwrap();
     tx.execute("SELECT set_config('bulkhead.tenant', $1, true)", &[&"B6"])
         .unwrap();
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM bulkhead_pool.lanes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(tx, "SELECT count(*) FROM bulkhead_pool.lanes");
     assert_eq!(n, 3, "without FORCE the owner bypasses the policy");
     tx.rollback().unwrap();
     let forced: bool = admin
@@ -321,10 +310,7 @@ fn bridge_schemas_and_silo_databases_are_walled_off() {
         .expect_err("UA's role must not read DL's schema");
     assert_eq!(sqlstate(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e}");
     // Its search_path is its own schema: an unqualified `lanes` is UA's.
-    let n: i64 = conn
-        .query_one("SELECT count(*) FROM lanes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(conn, "SELECT count(*) FROM lanes");
     assert_eq!(n, 1);
     // Nor the shared pool table.
     let e = conn
@@ -628,10 +614,7 @@ fn cli_loads_each_tenant_at_its_registry_tier() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(pooled, ["9E"]);
-    let aa: i64 = admin
-        .query_one("SELECT count(*) FROM tenant_aa.lanes", &[])
-        .unwrap()
-        .get(0);
+    let aa = count!(admin, "SELECT count(*) FROM tenant_aa.lanes");
     assert_eq!(aa, 1);
 }
 
@@ -740,10 +723,7 @@ fn planes_live_with_each_tenant_at_every_tier_under_the_same_isolation() {
         .collect();
     assert_eq!(tails, ["N200B6"], "no tenant filter, still only B6's fleet");
     tx.commit().unwrap();
-    let n: i64 = reader
-        .query_one("SELECT count(*) FROM bulkhead_pool.planes", &[])
-        .unwrap()
-        .get(0);
+    let n = count!(reader, "SELECT count(*) FROM bulkhead_pool.planes");
     assert_eq!(n, 0, "no tenant set: no planes at all");
     // A bridge role cannot read another tenant's fleet even by name.
     let mut conn = s.for_tenant("DL", Tier::Bridge).checkout().unwrap();

@@ -178,16 +178,12 @@ pub fn run_train(state_dir: &Path, registry: &Path, args: TrainArgs) -> Result<(
     } else {
         args.tenant.clone()
     };
-    for t in &orgs {
-        let started = (std::time::Instant::now(), std::time::SystemTime::now());
-        let report = p.train_tenant(t)?;
-        // A run that fitted a candidate is billed to the tenant, pass or fall back (the
-        // pooled model's training is the platform's).
-        if let Some(version) = &report.version {
-            bill(&report.tenant, &report.model, version, started)?;
-        }
-        reports.push(report);
-    }
+    reports.extend(train_billed(
+        &orgs,
+        &bill,
+        |t| p.train_tenant(t),
+        |r| Some((r.tenant.as_str(), r.model.as_str(), r.version.as_deref()?)),
+    )?);
     println!(
         "{} ({} flights, sha256 {}), split: {}; gate: MAPE < {:.1}% and < global, >= {} training rows; scored in the {}",
         data.flights_file,
@@ -213,6 +209,27 @@ pub fn run_train(state_dir: &Path, registry: &Path, args: TrainArgs) -> Result<(
 type Started = (std::time::Instant, std::time::SystemTime);
 /// Records a tenant's training run: (tenant, model, version, started).
 type Bill<'a> = dyn Fn(&str, &str, &str, Started) -> Result<()> + 'a;
+
+/// Trains each of `orgs`, billing every run that published a version — pass or fall
+/// back (the pooled model's training is the platform's and is not trained here).
+/// `billed` names (tenant, model, version) of a report, `None` when nothing was fitted.
+fn train_billed<R>(
+    orgs: &[String],
+    bill: &Bill<'_>,
+    train: impl Fn(&str) -> Result<R>,
+    billed: impl for<'r> Fn(&'r R) -> Option<(&'r str, &'r str, &'r str)>,
+) -> Result<Vec<R>> {
+    let mut reports = Vec::with_capacity(orgs.len());
+    for t in orgs {
+        let started = (std::time::Instant::now(), std::time::SystemTime::now());
+        let r = train(t)?;
+        if let Some((tenant, model, version)) = billed(&r) {
+            bill(tenant, model, version, started)?;
+        }
+        reports.push(r);
+    }
+    Ok(reports)
+}
 
 /// `bulkhead train --demand`: each tenant's demand model, billed like the ETA ones.
 fn run_train_demand(
@@ -253,15 +270,12 @@ fn run_train_demand(
     } else {
         args.tenant.clone()
     };
-    let mut reports = Vec::new();
-    for t in &orgs {
-        let started = (std::time::Instant::now(), std::time::SystemTime::now());
-        let r = run.train_tenant(t)?;
-        if let Some(v) = &r.version {
-            bill(&r.tenant, &r.model, v, started)?;
-        }
-        reports.push(r);
-    }
+    let reports = train_billed(
+        &orgs,
+        bill,
+        |t| run.train_tenant(t),
+        |r| Some((r.tenant.as_str(), r.model.as_str(), r.version.as_deref()?)),
+    )?;
     println!(
         "{} ({} flights, sha256 {}), {}; gate: WAPE < {:.1}% and < seasonal naive, >= {} training flights; scored in the {}",
         data.flights_file,

@@ -118,6 +118,8 @@ trait Endpoint: Send {
         route: &TenantRoute,
         rid: &str,
     ) -> (Self::Body, u64);
+    /// The model an answer names (what its usage event records).
+    fn model(body: &Self::Body) -> &ModelInfo;
 }
 
 /// `POST /v1/eta`: the rows, the tenant's model, its alert threshold.
@@ -154,6 +156,9 @@ impl Endpoint for EtaEndpoint {
             request_id: rid.to_string(),
         };
         (body, scored)
+    }
+    fn model(body: &EtaResponse) -> &ModelInfo {
+        &body.model
     }
 }
 
@@ -193,6 +198,9 @@ impl Endpoint for DemandEndpoint {
         };
         (body, n)
     }
+    fn model(body: &Self::Body) -> &ModelInfo {
+        &body.model
+    }
 }
 
 /// Runs a model endpoint: the model call, then metering (the answer goes out only once
@@ -213,15 +221,15 @@ async fn answer<E: Endpoint>(
     };
     let resp = match call_model(app, rid, req, &mut tenant, &endpoint).await {
         Ok((q, outcome, model, route)) => {
-            let usage_model = (model.name.clone(), model.version.clone());
             let (body, quantity) = endpoint.answer(q, outcome, model, &route, rid.as_str());
+            let served = E::model(&body);
             let usage = meter_sink::Usage {
                 metric,
                 quantity,
                 tenant: &route.org_id,
                 request_id: rid.as_str(),
-                model_name: &usage_model.0,
-                model_version: &usage_model.1,
+                model_name: &served.name,
+                model_version: &served.version,
                 tier: route.tier.as_str(),
                 region: &route.region,
                 latency: start.elapsed(),

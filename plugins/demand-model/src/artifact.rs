@@ -70,12 +70,7 @@ pub struct Artifact {
 }
 
 /// One forecast: flights on that lane that day, with its interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Forecast {
-    pub value: f64,
-    pub lower: f64,
-    pub upper: f64,
-}
+pub type Forecast = bulkhead_model_kit::Estimate;
 
 fn err(msg: impl Into<String>) -> ArtifactError {
     ArtifactError(msg.into())

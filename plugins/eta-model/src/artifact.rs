@@ -168,12 +168,7 @@ pub struct Artifact {
 }
 
 /// One prediction: the central value and the interval, in minutes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Eta {
-    pub value: f64,
-    pub lower: f64,
-    pub upper: f64,
-}
+pub type Eta = bulkhead_model_kit::Estimate;
 
 fn err(msg: impl Into<String>) -> ArtifactError {
     ArtifactError(msg.into())

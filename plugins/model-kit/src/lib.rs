@@ -35,6 +35,14 @@ pub struct FeatureSpec {
     pub doc: &'static str,
 }
 
+/// A prediction: the central value and its interval (`lower ≤ value ≤ upper`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    pub value: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
 /// Why a row was refused (maps to the WIT `bad-input` or a row error).
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputError(pub String);

@@ -393,3 +393,101 @@ pub fn bulkhead_cli(state: &std::path::Path, args: &[&str]) -> anyhow::Result<St
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The host ports of the data planes the shipped edge routes to.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanePorts {
+    pub pool_us: u16,
+    pub silo_ua: u16,
+    pub pool_eu: u16,
+}
+
+impl PlanePorts {
+    /// Every plane served by one host.
+    pub fn all(port: u16) -> PlanePorts {
+        PlanePorts {
+            pool_us: port,
+            silo_ua: port,
+            pool_eu: port,
+        }
+    }
+}
+
+/// The shipped edge (`envoy/edge.yaml`, rendered by `bulkhead envoy-config` the way
+/// `scripts/run.sh` renders it, every filter on) with the dev TLS material of
+/// `scripts/dev-tls.sh` in `tls`, in front of the control API on `control_port` and the
+/// planes' hosts (over mTLS); Envoy with 2 workers. Returns Envoy and its TLS port.
+pub fn start_edge(
+    state: &std::path::Path,
+    tls: &std::path::Path,
+    control_port: u16,
+    planes: PlanePorts,
+) -> anyhow::Result<(Envoy, u16)> {
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let wasm = |stem: &str| s(&edge_module(stem));
+    let (listen, tls_port, admin) = (free_port(), free_port(), free_port());
+    let vars = [
+        ("JWT_AUTH_WASM", wasm("jwt_auth_filter")),
+        ("TENANT_ROUTER_WASM", wasm("tenant_router_filter")),
+        ("RATE_LIMIT_WASM", wasm("rate_limit_filter")),
+        ("TLS_CERT", s(&tls.join("server.pem"))),
+        ("TLS_KEY", s(&tls.join("server-key.pem"))),
+        ("UPSTREAM_CLIENT_CERT", s(&tls.join("envoy-client.pem"))),
+        ("UPSTREAM_CLIENT_KEY", s(&tls.join("envoy-client-key.pem"))),
+        ("UPSTREAM_CA", s(&tls.join("mesh-ca.pem"))),
+        ("LISTEN_PORT", listen.to_string()),
+        ("TLS_PORT", tls_port.to_string()),
+        ("ADMIN_PORT", admin.to_string()),
+        ("CONTROL_PORT", control_port.to_string()),
+        ("POOL_US_PORT", planes.pool_us.to_string()),
+        ("SILO_UA_PORT", planes.silo_ua.to_string()),
+        ("POOL_EU_PORT", planes.pool_eu.to_string()),
+    ];
+    let rendered = state.join("envoy.yaml");
+    let mut args = vec![
+        "envoy-config".to_string(),
+        "--template".into(),
+        s(&proxy_wasm_harness::workspace_root().join("envoy/edge.yaml")),
+        "--out".into(),
+        s(&rendered),
+    ];
+    for (k, v) in &vars {
+        args.push("--set".into());
+        args.push(format!("{k}={v}"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bulkhead_cli(state, &args)?;
+    let envoy = Envoy::start(&std::fs::read_to_string(&rendered)?, 2)?;
+    Ok((envoy, tls_port))
+}
+
+/// `bulkhead serve` for the `dp_pool_us` plane on `port` over mTLS (the dev TLS material
+/// in `tls`), its model store in `data_dir`, `extra` flags added; stderr to
+/// `<state>/host.log`.
+pub fn spawn_tls_host(
+    state: &std::path::Path,
+    data_dir: &std::path::Path,
+    tls: &std::path::Path,
+    port: u16,
+    extra: &[String],
+) -> anyhow::Result<KillOnDrop> {
+    let log = std::fs::File::create(state.join("host.log"))?;
+    let child = std::process::Command::new(host_bin::bulkhead_binary()?)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--plane-name", "dp_pool_us"])
+        .args(extra)
+        .arg("--tls-cert")
+        .arg(tls.join("host.pem"))
+        .arg("--tls-key")
+        .arg(tls.join("host-key.pem"))
+        .arg("--client-ca")
+        .arg(tls.join("mesh-ca.pem"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    Ok(KillOnDrop(child))
+}

@@ -27,8 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bulkhead_e2e::edge_module;
 use bulkhead_e2e::host_bin::bulkhead_binary;
+use bulkhead_e2e::{PlanePorts, start_edge};
 use bulkhead_testkit::keys::{self, Alg};
 use bulkhead_testkit::{Envoy, Response, forge, http_get, http_request};
 use proxy_wasm_harness::workspace_root;
@@ -281,40 +281,12 @@ impl Stack {
         }
 
         // The shipped edge, rendered the way scripts/run.sh renders it.
-        let wasm = |stem: &str| s(&edge_module(stem));
-        let (listen, tls_port, admin) = (free_port(), free_port(), free_port());
-        let vars = [
-            ("JWT_AUTH_WASM", wasm("jwt_auth_filter")),
-            ("TENANT_ROUTER_WASM", wasm("tenant_router_filter")),
-            ("RATE_LIMIT_WASM", wasm("rate_limit_filter")),
-            ("TLS_CERT", s(&tls.join("server.pem"))),
-            ("TLS_KEY", s(&tls.join("server-key.pem"))),
-            ("UPSTREAM_CLIENT_CERT", s(&tls.join("envoy-client.pem"))),
-            ("UPSTREAM_CLIENT_KEY", s(&tls.join("envoy-client-key.pem"))),
-            ("UPSTREAM_CA", s(&tls.join("mesh-ca.pem"))),
-            ("LISTEN_PORT", listen.to_string()),
-            ("TLS_PORT", tls_port.to_string()),
-            ("ADMIN_PORT", admin.to_string()),
-            ("CONTROL_PORT", control_port.to_string()),
-            ("POOL_US_PORT", hosts["dp_pool_us"].to_string()),
-            ("SILO_UA_PORT", hosts["dp_silo_ua"].to_string()),
-            ("POOL_EU_PORT", hosts["dp_pool_eu"].to_string()),
-        ];
-        let rendered = state.join("envoy.yaml");
-        let mut args = vec![
-            "envoy-config".to_string(),
-            "--template".into(),
-            s(&workspace_root().join("envoy/edge.yaml")),
-            "--out".into(),
-            s(&rendered),
-        ];
-        for (k, v) in &vars {
-            args.push("--set".into());
-            args.push(format!("{k}={v}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(&state, &args);
-        let envoy = Envoy::start(&std::fs::read_to_string(&rendered).unwrap(), 2).unwrap();
+        let planes = PlanePorts {
+            pool_us: hosts["dp_pool_us"],
+            silo_ua: hosts["dp_silo_ua"],
+            pool_eu: hosts["dp_pool_eu"],
+        };
+        let (envoy, tls_port) = start_edge(&state, &tls, control_port, planes).unwrap();
 
         let stack = Stack {
             state,

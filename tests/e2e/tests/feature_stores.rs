@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_e2e::host_bin::bulkhead_binary;
-use bulkhead_e2e::{KillOnDrop, bulkhead_cli, edge_module, free_port, wait_until};
+use bulkhead_e2e::{
+    KillOnDrop, PlanePorts, bulkhead_cli, free_port, spawn_tls_host, start_edge, wait_until,
+};
 use bulkhead_testkit::postgres::Cluster;
 use bulkhead_testkit::{Envoy, Response, http_request};
 use proxy_wasm_harness::workspace_root;
@@ -212,62 +214,10 @@ impl Stack {
                 .unwrap(),
         ));
         let host_port = free_port();
-        let log = std::fs::File::create(state.join("host.log")).unwrap();
-        procs.push(KillOnDrop(
-            Command::new(bulkhead_binary().unwrap())
-                .arg("--state-dir")
-                .arg(&state)
-                .args(["serve", "--listen", &format!("127.0.0.1:{host_port}")])
-                .arg("--data-dir")
-                .arg(&store)
-                .args(["--plane-name", "dp_pool_us"])
-                .args(&serve_extra)
-                .arg("--tls-cert")
-                .arg(tls.join("host.pem"))
-                .arg("--tls-key")
-                .arg(tls.join("host-key.pem"))
-                .arg("--client-ca")
-                .arg(tls.join("mesh-ca.pem"))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        ));
-        let wasm = |stem: &str| s(&edge_module(stem));
-        let (listen, tls_port, admin) = (free_port(), free_port(), free_port());
-        let vars = [
-            ("JWT_AUTH_WASM", wasm("jwt_auth_filter")),
-            ("TENANT_ROUTER_WASM", wasm("tenant_router_filter")),
-            ("RATE_LIMIT_WASM", wasm("rate_limit_filter")),
-            ("TLS_CERT", s(&tls.join("server.pem"))),
-            ("TLS_KEY", s(&tls.join("server-key.pem"))),
-            ("UPSTREAM_CLIENT_CERT", s(&tls.join("envoy-client.pem"))),
-            ("UPSTREAM_CLIENT_KEY", s(&tls.join("envoy-client-key.pem"))),
-            ("UPSTREAM_CA", s(&tls.join("mesh-ca.pem"))),
-            ("LISTEN_PORT", listen.to_string()),
-            ("TLS_PORT", tls_port.to_string()),
-            ("ADMIN_PORT", admin.to_string()),
-            ("CONTROL_PORT", control_port.to_string()),
-            // Only the pool-us plane is used here; the other clusters point at it too.
-            ("POOL_US_PORT", host_port.to_string()),
-            ("SILO_UA_PORT", host_port.to_string()),
-            ("POOL_EU_PORT", host_port.to_string()),
-        ];
-        let rendered = state.join("envoy.yaml");
-        let mut args = vec![
-            "envoy-config".to_string(),
-            "--template".into(),
-            s(&workspace_root().join("envoy/edge.yaml")),
-            "--out".into(),
-            s(&rendered),
-        ];
-        for (k, v) in &vars {
-            args.push("--set".into());
-            args.push(format!("{k}={v}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(&state, &args);
-        let envoy = Envoy::start(&std::fs::read_to_string(&rendered).unwrap(), 2).unwrap();
+        procs.push(spawn_tls_host(&state, &store, &tls, host_port, &serve_extra).unwrap());
+        // Every plane routes to the one host.
+        let (envoy, _tls_port) =
+            start_edge(&state, &tls, control_port, PlanePorts::all(host_port)).unwrap();
         let stack = Stack {
             state,
             envoy,
