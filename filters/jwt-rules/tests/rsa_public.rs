@@ -272,6 +272,26 @@ fn every_bit_of_the_encoded_message_matters() {
     }
 }
 
+/// n + 1 as k octets. n is odd, but its last octet can be 0xff (CI drew such a key), so carry.
+fn big_endian_plus_one(n: &[u8]) -> Vec<u8> {
+    let mut out = n.to_vec();
+    for octet in out.iter_mut().rev() {
+        let (sum, carry) = octet.overflowing_add(1);
+        *octet = sum;
+        if !carry {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn big_endian_plus_one_carries() {
+    assert_eq!(big_endian_plus_one(&[0x01, 0xff]), vec![0x02, 0x00]);
+    assert_eq!(big_endian_plus_one(&[0xc3, 0xfe, 0xff, 0xff]), vec![0xc3, 0xff, 0x00, 0x00]);
+    assert_eq!(big_endian_plus_one(&[0x80, 0x01]), vec![0x80, 0x02]);
+}
+
 #[test]
 fn out_of_range_and_wrong_length_signatures_are_rejected() {
     let mut rng = rand::rng();
@@ -279,8 +299,7 @@ fn out_of_range_and_wrong_length_signatures_are_rejected() {
         let k = key.ours.size();
         let n = key.sk.n_bytes().to_vec();
         assert_eq!(n.len(), k);
-        let mut n_plus_1 = n.clone();
-        *n_plus_1.last_mut().unwrap() += 1; // n is odd: no carry
+        let n_plus_1 = big_endian_plus_one(&n);
         let mut n_minus_1 = n.clone();
         *n_minus_1.last_mut().unwrap() -= 1;
         assert!(key.ours.public_op(&n).is_none(), "s = n");
