@@ -439,6 +439,162 @@ fn statement_timeout_cancels_and_pools_are_bounded_per_tenant() {
     assert!(n <= 4, "AA's and B6's pools hold at most 2 each, saw {n}");
 }
 
+/// The backend pid and transaction state of the tenant's lookup connections, as the
+/// server sees them.
+fn reader_sessions(admin: &mut Client, role: &str) -> Vec<(i32, String)> {
+    admin
+        .query(
+            "SELECT pid, state FROM pg_stat_activity WHERE usename = $1 ORDER BY pid",
+            &[&role],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn a_calls_lookups_share_one_transaction_that_ends_with_the_call() {
+    let pg = Cluster::start();
+    let url = pg.url();
+    load_postgres(
+        &url,
+        "AA",
+        Tier::Pool,
+        &[lane("EWR|ORD", 3, 150.0), lane("JFK|LAX", 2, 330.0)],
+    )
+    .unwrap();
+    load_postgres(&url, "B6", Tier::Pool, &[lane("EWR|ATL", 1, 130.0)]).unwrap();
+    let options = PgOptions {
+        pool_size: 1,
+        checkout_timeout: Duration::from_millis(200),
+        ..PgOptions::default()
+    };
+    let s = PgFeatureStores::new(&url, options).unwrap();
+    let mut admin = pg.admin();
+    let aa = s.for_tenant("AA", Tier::Pool);
+    let flights = cols(&["flights"]);
+
+    let call = aa.for_call();
+    let first = call.lookup("lanes", "EWR|ORD", &flights).unwrap();
+    assert_eq!(first, Some(vec![Value::Number(3.0)]));
+    // B6's key, asked inside AA's transaction: the tenant set for the call is AA.
+    assert_eq!(call.lookup("lanes", "EWR|ATL", &flights).unwrap(), None);
+    // Between lookups the call holds its connection inside one open transaction…
+    let during = reader_sessions(&mut admin, "bulkhead_reader");
+    assert_eq!(during.len(), 1, "{during:?}");
+    assert_eq!(during[0].1, "idle in transaction", "{during:?}");
+    let read_only_tx: bool = admin
+        .query_one(
+            "SELECT xact_start IS NOT NULL AND backend_xid IS NULL FROM pg_stat_activity \
+             WHERE pid = $1",
+            &[&during[0].0],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        read_only_tx,
+        "a transaction is open and has taken no id (it only reads)"
+    );
+    // …which a second call of the same tenant cannot have meanwhile (pool of 1)…
+    let e = aa
+        .for_call()
+        .lookup("lanes", "EWR|ORD", &flights)
+        .unwrap_err();
+    assert!(e.starts_with("feature store busy: tenant AA"), "{e}");
+    // …and the call's later lookups still run in it.
+    assert_eq!(
+        call.lookup("lanes", "JFK|LAX", &flights).unwrap(),
+        Some(vec![Value::Number(2.0)])
+    );
+    assert_eq!(reader_sessions(&mut admin, "bulkhead_reader"), during);
+
+    // A failed statement aborts the transaction: the call's next lookup opens a fresh one.
+    let e = call
+        .lookup("lanes", "EWR|ORD", &cols(&["no_such_column"]))
+        .unwrap_err();
+    assert!(e.contains("no_such_column"), "{e}");
+    assert_eq!(
+        call.lookup("lanes", "EWR|ORD", &flights).unwrap(),
+        Some(vec![Value::Number(3.0)])
+    );
+
+    // The call ends: its transaction is over and the connection is back in the pool, idle,
+    // with no tenant set on it (the setting was transaction-local).
+    call.end_call();
+    let after = reader_sessions(&mut admin, "bulkhead_reader");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0].1, "idle", "{after:?}");
+    let mut conn = aa.checkout().unwrap();
+    assert_eq!(count!(conn, "SELECT count(*) FROM lanes"), 0);
+    // The lookups' statements stay prepared on it for the next call…
+    let prepared = count!(conn, "SELECT count(*) FROM pg_prepared_statements");
+    assert!((2..=32).contains(&prepared), "{prepared}");
+    drop(conn);
+    // …but a plugin asking for ever-new column lists cannot grow them past the bound.
+    let names = [
+        "flights",
+        "mean_eta",
+        "p80_eta",
+        "mean_dep_delay",
+        "distance",
+    ];
+    let call = aa.for_call();
+    let mut asked = 0;
+    for a in names {
+        for b in names {
+            for c in names {
+                if a != b && b != c && a != c {
+                    let row = call.lookup("lanes", "EWR|ORD", &cols(&[a, b, c])).unwrap();
+                    assert_eq!(row.map(|r| r.len()), Some(3));
+                    asked += 1;
+                }
+            }
+        }
+    }
+    call.end_call();
+    assert_eq!(asked, 60);
+    let mut conn = aa.checkout().unwrap();
+    let prepared = count!(conn, "SELECT count(*) FROM pg_prepared_statements");
+    assert!(
+        prepared <= 32,
+        "{prepared} statements prepared on one connection"
+    );
+    drop(conn);
+    // The next call gets the connection.
+    assert_eq!(
+        aa.for_call().lookup("lanes", "EWR|ORD", &flights).unwrap(),
+        Some(vec![Value::Number(3.0)])
+    );
+
+    // The server ends an idle session under the call (a restart, an idle timeout): the next
+    // lookup of the same call reconnects once and answers.
+    let call = aa.for_call();
+    assert!(call.lookup("lanes", "EWR|ORD", &flights).unwrap().is_some());
+    let pid = reader_sessions(&mut admin, "bulkhead_reader")[0].0;
+    let killed: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    let t0 = Instant::now();
+    while reader_sessions(&mut admin, "bulkhead_reader")
+        .iter()
+        .any(|(p, _)| *p == pid)
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "backend {pid} still there"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        call.lookup("lanes", "JFK|LAX", &flights).unwrap(),
+        Some(vec![Value::Number(2.0)])
+    );
+    call.end_call();
+}
+
 #[test]
 fn public_weather_is_shared_by_every_tier() {
     let pg = Cluster::start();

@@ -27,6 +27,10 @@
 //!   other tenants' roles cannot connect to it. Public tables are read over a second small
 //!   pool to the main database as the same role.
 //!
+//! A model call's lookups share one read-only transaction on one connection
+//! ([`PgCallFeatures`]): the tenant is set once per call, each lookup is one round trip,
+//! and the call's end (`FeatureSource::end_call`) rolls it back and returns the connection.
+//!
 //! Every tenant has its own bounded connection pools ([`PgOptions::pool_size`]); a checkout
 //! waits at most [`PgOptions::checkout_timeout`] and then the plugin gets an error string.
 //! Every connection carries `statement_timeout` and `lock_timeout`
@@ -45,8 +49,8 @@ use anyhow::{Context, Result, bail};
 use bulkhead_registry::Tier;
 use postgres::config::Host;
 use postgres::error::SqlState;
-use postgres::types::ToSql;
-use postgres::{Client, Config, NoTls, Row};
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Config, NoTls, Row, Statement};
 use r2d2::{Pool, PooledConnection};
 use r2d2_postgres::PostgresConnectionManager;
 use rusqlite::types::Value as Sql;
@@ -187,21 +191,73 @@ fn describe(e: &postgres::Error) -> String {
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = Client;
+    type Connection = LookupClient;
     type Error = ConnectError;
 
-    fn connect(&self) -> Result<Client, ConnectError> {
-        self.0.connect().map_err(|e| ConnectError(describe(&e)))
+    fn connect(&self) -> Result<LookupClient, ConnectError> {
+        let client = self.0.connect().map_err(|e| ConnectError(describe(&e)))?;
+        Ok(LookupClient {
+            client,
+            statements: HashMap::new(),
+        })
     }
 
-    fn is_valid(&self, client: &mut Client) -> Result<(), ConnectError> {
+    fn is_valid(&self, c: &mut LookupClient) -> Result<(), ConnectError> {
         self.0
-            .is_valid(client)
+            .is_valid(&mut c.client)
             .map_err(|e| ConnectError(describe(&e)))
     }
 
-    fn has_broken(&self, client: &mut Client) -> bool {
-        self.0.has_broken(client)
+    fn has_broken(&self, c: &mut LookupClient) -> bool {
+        self.0.has_broken(&mut c.client)
+    }
+}
+
+/// Most statements one connection keeps prepared. The SQL varies only with the table and
+/// the columns a plugin asks for, so a real model uses a handful; a plugin asking for
+/// ever-new column lists cannot grow the server's memory past this.
+const MAX_STATEMENTS: usize = 32;
+
+/// A pooled lookup connection and the lookup statements prepared on it, by SQL text: the
+/// server parses and plans each once per connection, and a lookup is one Bind/Execute.
+pub struct LookupClient {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl LookupClient {
+    /// `sql` prepared on this connection (its parameters all `text`).
+    fn statement(&mut self, sql: &str, params: usize) -> Result<Statement, postgres::Error> {
+        if let Some(st) = self.statements.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client.prepare_typed(sql, &vec![Type::TEXT; params])?;
+        if self.statements.len() >= MAX_STATEMENTS {
+            // Dropping a `Statement` closes it on the server.
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+
+    /// After an error the cached plans may be what failed (a table reloaded with other
+    /// column types): prepare afresh.
+    fn forget_statements(&mut self) {
+        self.statements.clear();
+    }
+}
+
+// The connection is a `Client` to everything else (tests, the statement-timeout checks).
+impl std::ops::Deref for LookupClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for LookupClient {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
     }
 }
 
@@ -371,6 +427,14 @@ pub struct PgTenantFeatures {
 }
 
 impl PgTenantFeatures {
+    /// The lookups of one model call (see [`PgCallFeatures`]).
+    pub fn for_call(self: &Arc<Self>) -> PgCallFeatures {
+        PgCallFeatures {
+            tenant: Arc::clone(self),
+            sessions: Mutex::new(Sessions::default()),
+        }
+    }
+
     pub fn placement(&self) -> Result<&Placement, String> {
         self.placement.as_ref().map_err(Clone::clone)
     }
@@ -398,71 +462,167 @@ impl PgTenantFeatures {
         })
     }
 
-    fn query(
+    /// One lookup on `sessions` (the call's open transactions, opened here on first use):
+    /// one round trip once the session is open. A failed statement aborts PostgreSQL's
+    /// transaction, so the session is closed on any error and the next lookup opens a fresh
+    /// one; a session the server closed under us (idle timeout, restart) is retried once.
+    fn lookup_in(
         &self,
+        sessions: &mut Sessions,
         table: &'static Table,
         key: &str,
         columns: &[String],
     ) -> Result<Option<Vec<Value>>, String> {
         let placement = self.placement()?;
-        let pool = match table.scope {
-            Scope::Public if self.public.is_some() => self.public.as_ref(),
-            _ => self.data.as_ref(),
+        let silo_public = table.scope == Scope::Public && self.public.is_some();
+        let (slot, pool) = if silo_public {
+            (&mut sessions.public, self.public.as_ref())
+        } else {
+            (&mut sessions.data, self.data.as_ref())
         };
-        let mut conn = self.checkout_from(pool)?;
-        let cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"")).collect();
+        let sql = lookup_sql(table, placement, columns);
         let kinds: Vec<Kind> = columns
             .iter()
             .map(|c| table.column(c).unwrap_or(Kind::Text))
             .collect();
-        let mut tx = conn.transaction().map_err(pg_err)?;
-        let row = match (table.scope, placement.tier) {
-            (Scope::Public, _) => {
-                let sql = format!(
-                    "SELECT {} FROM \"{PUBLIC_SCHEMA}\".\"{}\" WHERE key = $1",
-                    cols.join(", "),
-                    table.name
-                );
-                tx.query_opt(&sql, &[&key])
+        let tenant_key: [&(dyn ToSql + Sync); 2] = [&key, &self.tenant];
+        // The pool-tier SELECT binds the tenant as $2 too (the policy is the second wall).
+        let params = if table.scope == Scope::Tenant && placement.tier == Tier::Pool {
+            &tenant_key[..]
+        } else {
+            &tenant_key[..1]
+        };
+        for attempt in 0..2 {
+            let reused = slot.is_some();
+            let mut session = match slot.take() {
+                Some(s) => s,
+                None => self.open(pool)?,
+            };
+            let answer = session
+                .conn
+                .statement(&sql, params.len())
+                .and_then(|st| session.conn.query_opt(&st, params));
+            match answer {
+                Ok(row) => {
+                    *slot = Some(session);
+                    return row.map(|r| values(&r, &kinds)).transpose();
+                }
+                Err(e) => {
+                    let closed = session.conn.is_closed();
+                    session.conn.forget_statements();
+                    drop(session);
+                    if closed && reused && attempt == 0 {
+                        continue;
+                    }
+                    // Not loaded yet (no schema or table): no such row, as for a tenant
+                    // without a SQLite file.
+                    if e.code() == Some(&SqlState::UNDEFINED_TABLE)
+                        || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME)
+                    {
+                        return Ok(None);
+                    }
+                    return Err(pg_err(e));
+                }
             }
-            (Scope::Tenant, Tier::Pool) => {
-                // The tenant of this transaction, for the row-level policy; a bound value.
-                tx.execute(
-                    "SELECT set_config('bulkhead.tenant', $1, true)",
-                    &[&self.tenant],
-                )
+        }
+        Err(format!(
+            "feature store: tenant {}'s connection closed twice",
+            self.tenant
+        ))
+    }
+
+    /// A connection from `pool` inside a read-only transaction, with the tenant set for
+    /// the row-level policy on pool-tier connections (a bound value, transaction-local).
+    fn open(&self, pool: Option<&PgPool>) -> Result<Session, String> {
+        let mut conn = self.checkout_from(pool)?;
+        // The leading ROLLBACK only warns on a clean connection; on one returned still inside
+        // a transaction (its ROLLBACK failed) it starts us clean. Same round trip.
+        conn.batch_execute("ROLLBACK; BEGIN READ ONLY")
+            .map_err(pg_err)?;
+        if self.tier == Tier::Pool {
+            let set = conn
+                .statement("SELECT set_config('bulkhead.tenant', $1, true)", 1)
                 .map_err(pg_err)?;
-                let sql = format!(
-                    "SELECT {} FROM \"{POOL_SCHEMA}\".\"{}\" WHERE key = $1 AND tenant_id = $2",
-                    cols.join(", "),
-                    table.name
-                );
-                tx.query_opt(&sql, &[&key, &self.tenant])
-            }
-            (Scope::Tenant, Tier::Bridge | Tier::Silo) => {
-                let sql = format!(
-                    "SELECT {} FROM \"{}\".\"{}\" WHERE key = $1",
-                    cols.join(", "),
-                    placement.schema,
-                    table.name
-                );
-                tx.query_opt(&sql, &[&key])
-            }
-        };
-        let row = match row {
-            Ok(row) => row,
-            // Not loaded yet (no schema or table): no such row, as for a tenant without a
-            // SQLite file.
-            Err(e)
-                if e.code() == Some(&SqlState::UNDEFINED_TABLE)
-                    || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(pg_err(e)),
-        };
-        tx.commit().map_err(pg_err)?;
-        row.map(|r| values(&r, &kinds)).transpose()
+            conn.query(&set, &[&self.tenant]).map_err(pg_err)?;
+        }
+        Ok(Session { conn })
+    }
+}
+
+/// The SELECT of one lookup: identifiers from [`schema`] (checked) and from the placement.
+fn lookup_sql(table: &Table, placement: &Placement, columns: &[String]) -> String {
+    let cols = columns
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (table.scope, placement.tier) {
+        (Scope::Public, _) => format!(
+            "SELECT {cols} FROM \"{PUBLIC_SCHEMA}\".\"{}\" WHERE key = $1",
+            table.name
+        ),
+        (Scope::Tenant, Tier::Pool) => format!(
+            "SELECT {cols} FROM \"{POOL_SCHEMA}\".\"{}\" WHERE key = $1 AND tenant_id = $2",
+            table.name
+        ),
+        (Scope::Tenant, Tier::Bridge | Tier::Silo) => format!(
+            "SELECT {cols} FROM \"{}\".\"{}\" WHERE key = $1",
+            placement.schema, table.name
+        ),
+    }
+}
+
+/// A connection checked out for one call, inside its read-only transaction. Dropping it
+/// ends the transaction (ROLLBACK: it only read) and returns the connection to the pool.
+struct Session {
+    conn: PgConn,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.conn.is_closed() {
+            // A failure leaves the connection in its transaction; the next `open` on it
+            // rolls back first, and the server's idle-in-transaction timeout bounds it.
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+/// A call's open sessions: the tenant's data pool, and (silo only) its public-table pool.
+#[derive(Default)]
+struct Sessions {
+    data: Option<Session>,
+    public: Option<Session>,
+}
+
+/// One model call's lookups for one tenant ([`PgTenantFeatures::for_call`]): the call's
+/// first lookup checks a connection out of the tenant's pool and opens one read-only
+/// transaction; the call's later lookups reuse it, one round trip each (a transaction per
+/// lookup cost six). The connection goes back to the pool when the call drops this, so a
+/// call holds at most one connection per pool, for as long as the call runs (bounded by
+/// the model's wall-time limit).
+pub struct PgCallFeatures {
+    tenant: Arc<PgTenantFeatures>,
+    sessions: Mutex<Sessions>,
+}
+
+impl FeatureSource for PgCallFeatures {
+    fn lookup(
+        &self,
+        table: &str,
+        key: &str,
+        columns: &[String],
+    ) -> Result<Option<Vec<Value>>, String> {
+        let t = schema::checked(table, columns)?;
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        self.tenant.lookup_in(&mut sessions, t, key, columns)
+    }
+
+    fn end_call(&self) {
+        // Taken out of the lock, then dropped: ROLLBACK, and back to the pool.
+        let sessions =
+            std::mem::take(&mut *self.sessions.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(sessions);
     }
 }
 
@@ -501,8 +661,9 @@ impl FeatureSource for PgTenantFeatures {
         key: &str,
         columns: &[String],
     ) -> Result<Option<Vec<Value>>, String> {
+        // A single lookup: its own transaction, ended before this returns.
         let t = schema::checked(table, columns)?;
-        self.query(t, key, columns)
+        self.lookup_in(&mut Sessions::default(), t, key, columns)
     }
 }
 

@@ -36,6 +36,14 @@ pub struct CallState {
     log_lines: u32,
 }
 
+impl Drop for CallState {
+    // The store (and this) is dropped on the call's blocking thread, where a feature
+    // source may still do blocking I/O to let go of what the call held.
+    fn drop(&mut self) {
+        self.features.end_call();
+    }
+}
+
 /// Accumulates the time a store spends in guest code: it runs from entering wasm (or
 /// returning to it from a host call) until leaving it (or calling the host). What a
 /// tenant's model costs the data plane's CPUs, apart from what the host does for it.

@@ -293,6 +293,10 @@ pub trait FeatureSource: Send + Sync {
         key: &str,
         columns: &[String],
     ) -> Result<Option<Vec<Value>>, String>;
+
+    /// The call is over: release what its lookups held (a pooled connection and its
+    /// transaction). Called when the call's store is dropped, on its blocking thread.
+    fn end_call(&self) {}
 }
 
 /// A feature source with no rows.

@@ -50,7 +50,8 @@ impl Features {
     fn for_call(&self, tenant: &str, tier: Tier) -> Arc<dyn FeatureSource> {
         match self {
             Features::Files(f) => f.for_tenant(tenant),
-            Features::Postgres(p) => p.for_tenant(tenant, tier),
+            // One transaction for all of the call's lookups (ended when the call drops it).
+            Features::Postgres(p) => Arc::new(p.for_tenant(tenant, tier).for_call()),
         }
     }
 }
