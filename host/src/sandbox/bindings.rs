@@ -12,10 +12,10 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
 });
 
-pub use bulkhead::model::log::Level as LogLevel;
+pub use self::bulkhead::model::log::Level as LogLevel;
 // (`Batch`, `Description`, `ModelError`, `Options` and `Predictions` are aliased at the root by the
 // world's `use types.{…}`.)
-pub use bulkhead::model::types::{
+pub use self::bulkhead::model::types::{
     Alert, Categories, Column, ColumnValues, FeatureKind, FeatureSpec, RowError, Value,
 };
 
