@@ -39,10 +39,8 @@ fn rid(i: usize) -> String {
 }
 
 fn expected_id(i: usize) -> String {
-    let key = RequestKey {
-        kind: KeyKind::RequestId,
-        key: rid(i),
-    };
+    let mut key = RequestKey::new(KeyKind::RequestId, rid(i));
+    key.bind_body(&body(rows(i)));
     event_id("DL", Metric::Predictions, &key)
 }
 

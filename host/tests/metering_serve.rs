@@ -53,10 +53,8 @@ fn a_prediction_is_answered_with_its_event_durable() {
     let evs = events(dir.path());
     assert_eq!(evs.len(), 1);
     let e = &evs[0];
-    let key = RequestKey {
-        kind: KeyKind::RequestId,
-        key: "req-1".into(),
-    };
+    let mut key = RequestKey::new(KeyKind::RequestId, "req-1");
+    key.bind_body(&eta_body(3));
     assert_eq!(e.id, event_id("DL", Metric::Predictions, &key));
     assert_eq!(e.subject, "DL");
     assert_eq!(e.source, "//test/bulkhead-serve");
@@ -85,14 +83,35 @@ fn a_prediction_is_answered_with_its_event_durable() {
         &eta_body(1),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let idem = RequestKey {
-        kind: KeyKind::IdempotencyKey,
-        key: "order-42".into(),
-    };
+    let mut idem = RequestKey::new(KeyKind::IdempotencyKey, "order-42");
+    idem.bind_body(&eta_body(1));
     assert_eq!(
         events(dir.path())[1].id,
         event_id("DL", Metric::Predictions, &idem)
     );
+    // The same key with the same body is a retry: the same event id again (the log holds
+    // it twice; aggregation counts it once).
+    let order_42 = |body: &[u8]| {
+        s.post(
+            "/v1/eta",
+            &[
+                ("authorization", &tok),
+                ("x-org-id", "DL"),
+                ("idempotency-key", "order-42"),
+            ],
+            body,
+        )
+    };
+    assert_eq!(order_42(&eta_body(1)).status, 200);
+    assert_eq!(events(dir.path())[2].id, events(dir.path())[1].id);
+    // The same key reused for a different request is a different event: billed too.
+    assert_eq!(order_42(&eta_body(2)).status, 200);
+    let evs = events(dir.path());
+    assert_ne!(
+        evs[3].id, evs[1].id,
+        "a reused key must not hide a new request"
+    );
+    assert_eq!(evs[3].data.quantity, 2);
     // A malformed one is refused before any work.
     let r = s.post(
         "/v1/eta",
@@ -108,7 +127,7 @@ fn a_prediction_is_answered_with_its_event_durable() {
     // Refusals are not metered.
     let r = s.post("/v1/eta", &[("x-org-id", "DL")], &eta_body(1));
     assert_eq!(r.status, 401);
-    assert_eq!(events(dir.path()).len(), 2);
+    assert_eq!(events(dir.path()).len(), 4);
 }
 
 #[test]

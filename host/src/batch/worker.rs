@@ -143,10 +143,10 @@ fn score_job(plane: &BatchPlane, rt: &tokio::runtime::Runtime, job: &Job) -> Res
         if scored.ok_rows > 0
             && let Some(meter) = &plane.meter
         {
-            let key = RequestKey {
-                kind: KeyKind::RequestId,
-                key: format!("batch:{}:{}", job.id, chunk.index),
-            };
+            let key = RequestKey::new(
+                KeyKind::RequestId,
+                format!("batch:{}:{}", job.id, chunk.index),
+            );
             let mut ev = Event::prediction(&Prediction {
                 metric: crate::metering::event::Metric::Predictions,
                 source: meter.source(),

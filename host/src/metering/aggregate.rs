@@ -311,10 +311,7 @@ pub(crate) mod tests {
     pub const DEC_1: u64 = 1_796_083_200;
 
     pub fn ev_at(tenant: &str, key: &str, rows: u64, unix: u64) -> Event {
-        let k = RequestKey {
-            kind: KeyKind::RequestId,
-            key: key.into(),
-        };
+        let k = RequestKey::new(KeyKind::RequestId, key);
         Event::prediction(&Prediction {
             metric: Metric::Predictions,
             source: "//test",

@@ -12,8 +12,9 @@
 //! * `subject` is the verified `org_id`: the value that passed the identity checks and
 //!   named the tenant in the registry, never a mapped or caller-chosen name.
 //! * `id` is derived from the request's key (a client `Idempotency-Key`, which wins, or
-//!   the `x-request-id`), the tenant and the metric: a retried request produces the same
-//!   id, and two tenants that happen to send the same key never share one.
+//!   the `x-request-id`) bound to the request body, the tenant and the metric: a retried
+//!   request (same key, same body) produces the same id, a key reused for another request
+//!   does not, and two tenants that happen to send the same key never share one.
 //! * `time` is UTC with milliseconds; the billing period of an event is the month of its
 //!   `time` (`2026-11`), and nothing else.
 
@@ -101,22 +102,37 @@ impl KeyKind {
 pub struct RequestKey {
     pub kind: KeyKind,
     pub key: String,
+    /// SHA-256 of the request body the key came with ([`RequestKey::bind_body`]): the key
+    /// names one request only together with what was asked, so a client reusing one
+    /// `Idempotency-Key` for different requests is billed for each (a retry sends the same
+    /// body and still gets the same id).
+    pub body: Option<[u8; 32]>,
 }
 
 impl RequestKey {
+    /// A key not bound to a body (training runs, batch chunks: their keys are unique).
+    pub fn new(kind: KeyKind, key: impl Into<String>) -> RequestKey {
+        RequestKey {
+            kind,
+            key: key.into(),
+            body: None,
+        }
+    }
+
+    /// Binds this key to the request's body.
+    pub fn bind_body(&mut self, body: &[u8]) {
+        self.body = Some(Sha256::digest(body).into());
+    }
+
     /// The `Idempotency-Key` header when present (it must be a sane token: it goes into
     /// the event and the logs), else the request id. `Err` names what is wrong.
     pub fn of(headers: &axum::http::HeaderMap, request_id: &str) -> Result<RequestKey, String> {
         match headers.get(IDEMPOTENCY_KEY) {
-            None => Ok(RequestKey {
-                kind: KeyKind::RequestId,
-                key: request_id.to_string(),
-            }),
+            None => Ok(RequestKey::new(KeyKind::RequestId, request_id)),
             Some(v) => match v.to_str() {
-                Ok(s) if crate::serve::request_id::valid(s) => Ok(RequestKey {
-                    kind: KeyKind::IdempotencyKey,
-                    key: s.to_string(),
-                }),
+                Ok(s) if crate::serve::request_id::valid(s) => {
+                    Ok(RequestKey::new(KeyKind::IdempotencyKey, s))
+                }
                 _ => Err(format!(
                     "the Idempotency-Key header must be 1-{} characters from [A-Za-z0-9._:-]",
                     crate::serve::request_id::MAX_LEN
@@ -126,9 +142,10 @@ impl RequestKey {
     }
 }
 
-/// The event id: SHA-256 over (tenant, metric, key kind, key), the first 16 bytes laid
-/// out as an RFC 9562 UUID of version 8 (custom, name-based). Fields are separated by
-/// NUL, which none of them can contain (tenant ids and keys are validated tokens).
+/// The event id: SHA-256 over (tenant, metric, key kind, key[, body digest]), the first
+/// 16 bytes laid out as an RFC 9562 UUID of version 8 (custom, name-based). Fields are
+/// separated by NUL, which none of them can contain (tenant ids and keys are validated
+/// tokens); the body digest, fixed-length, comes last.
 pub fn event_id(tenant: &str, metric: Metric, key: &RequestKey) -> String {
     let mut h = Sha256::new();
     for part in [
@@ -140,6 +157,9 @@ pub fn event_id(tenant: &str, metric: Metric, key: &RequestKey) -> String {
     ] {
         h.update(part.as_bytes());
         h.update([0u8]);
+    }
+    if let Some(body) = &key.body {
+        h.update(body);
     }
     let d = h.finalize();
     let mut b = [0u8; 16];
@@ -213,10 +233,10 @@ impl Event {
     /// score `model_name@model_version`. The id derives from the version it published,
     /// so recording a run twice bills it once.
     pub fn training(t: &Training<'_>) -> Event {
-        let key = RequestKey {
-            kind: KeyKind::TrainingRun,
-            key: format!("{}@{}", t.model_name, t.model_version),
-        };
+        let key = RequestKey::new(
+            KeyKind::TrainingRun,
+            format!("{}@{}", t.model_name, t.model_version),
+        );
         let seconds = t.elapsed.as_secs() + u64::from(t.elapsed.subsec_nanos() > 0);
         Event {
             specversion: SPEC_VERSION.to_string(),
@@ -340,10 +360,7 @@ mod tests {
     use super::*;
 
     fn key(k: &str) -> RequestKey {
-        RequestKey {
-            kind: KeyKind::RequestId,
-            key: k.into(),
-        }
+        RequestKey::new(KeyKind::RequestId, k)
     }
 
     #[test]
@@ -361,11 +378,17 @@ mod tests {
         );
         assert_ne!(a, event_id("DL", Metric::Predictions, &key("r-2")));
         assert_ne!(a, event_id("DL", Metric::ForecastDays, &key("r-1")));
-        let idem = RequestKey {
-            kind: KeyKind::IdempotencyKey,
-            key: "r-1".into(),
-        };
+        let idem = RequestKey::new(KeyKind::IdempotencyKey, "r-1");
         assert_ne!(a, event_id("DL", Metric::Predictions, &idem), "key kinds");
+        // Bound to the body: the same body is the same event, another body another one.
+        let bound = |body: &[u8]| {
+            let mut k = key("r-1");
+            k.bind_body(body);
+            event_id("DL", Metric::Predictions, &k)
+        };
+        assert_eq!(bound(b"{\"rows\":[1]}"), bound(b"{\"rows\":[1]}"));
+        assert_ne!(bound(b"{\"rows\":[1]}"), bound(b"{\"rows\":[2]}"));
+        assert_ne!(bound(b""), a, "an empty body is still bound");
         // RFC 9562 layout: 8-4-4-4-12, version 8, variant 10.
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");

@@ -589,10 +589,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     fn ev(tenant: &str, key: &str, rows: u64) -> Event {
-        let k = RequestKey {
-            kind: KeyKind::RequestId,
-            key: key.into(),
-        };
+        let k = RequestKey::new(KeyKind::RequestId, key);
         Event::prediction(&Prediction {
             metric: Metric::Predictions,
             source: "//test",

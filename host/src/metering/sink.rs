@@ -112,7 +112,7 @@ pub async fn record_usage(app: &App, key: &RequestKey, u: &Usage<'_>) -> Result<
             StatusCode::SERVICE_UNAVAILABLE,
             "metering_unavailable",
             "the usage event of this prediction could not be written durably, so the \
-             prediction was not delivered; retry with the same x-request-id or \
+             prediction was not delivered; retry the same body with the same x-request-id or \
              Idempotency-Key (it will not be billed twice)",
         )
         .retry_after(1)

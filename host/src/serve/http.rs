@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::metrics::NO_TENANT;
 use super::request_id::{self, RequestId};
 use super::tenants::TenantRoute;
-use crate::metering::event::Metric;
+use crate::metering::event::{Metric, RequestKey};
 use crate::metering::sink as meter_sink;
 use crate::models::store::PRODUCTION;
 use crate::sandbox::ErrorKind;
@@ -215,11 +215,11 @@ async fn answer<E: Endpoint>(
     let start = Instant::now();
     let mut tenant = NO_TENANT.to_string();
     // The key the usage event's id derives from, checked before any work.
-    let key = match meter_sink::request_key(req.headers(), rid.as_str()) {
+    let mut key = match meter_sink::request_key(req.headers(), rid.as_str()) {
         Ok(k) => k,
         Err(e) => return e.into_response_with(rid.as_str()),
     };
-    let resp = match call_model(app, rid, req, &mut tenant, &endpoint).await {
+    let resp = match call_model(app, rid, req, &mut tenant, &mut key, &endpoint).await {
         Ok((q, outcome, model, route)) => {
             let (body, quantity) = endpoint.answer(q, outcome, model, &route, rid.as_str());
             let served = E::model(&body);
@@ -247,18 +247,21 @@ async fn answer<E: Endpoint>(
 }
 
 /// Identity, route, body, admission, then the model in its sandbox. `tenant` is set as
-/// soon as the request is known to come from a registered tenant (the metrics label).
+/// soon as the request is known to come from a registered tenant (the metrics label);
+/// `key` is bound to the body once it is read.
 async fn call_model<E: Endpoint>(
     app: &Arc<App>,
     rid: &RequestId,
     req: Request,
     tenant: &mut String,
+    key: &mut RequestKey,
     endpoint: &E,
 ) -> Result<(E::Query, Outcome, ModelInfo, TenantRoute), ApiError> {
     let (parts, body) = req.into_parts();
     let route = tenant_route(app, &parts.headers, tenant)?;
 
     let body = read_body(&parts.headers, body, app.limits.max_body_bytes).await?;
+    key.bind_body(&body);
     let (query, rows, model_ref, alert_after_minutes) =
         endpoint.parse(&body, &route, &app.limits.bounds)?;
     let n = rows.rows as usize;
