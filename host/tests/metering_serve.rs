@@ -128,6 +128,22 @@ fn a_prediction_is_answered_with_its_event_durable() {
     let r = s.post("/v1/eta", &[("x-org-id", "DL")], &eta_body(1));
     assert_eq!(r.status, 401);
     assert_eq!(events(dir.path()).len(), 4);
+    // The meter's own figures are on /metrics.
+    let m = s.get("/metrics").text();
+    assert!(m.contains("\nbulkhead_meter_events_total 4\n"), "{m}");
+    assert!(m.contains("\nbulkhead_meter_failed 0\n"), "{m}");
+    let fsyncs = metric(&m, "bulkhead_meter_fsyncs_total");
+    assert!(
+        fsyncs >= 4.0 && fsyncs == meter.stats().fsyncs as f64,
+        "{fsyncs}"
+    );
+}
+
+/// The value of an unlabelled series in a Prometheus text page.
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {page}"))
 }
 
 #[test]
@@ -156,6 +172,10 @@ fn when_the_event_cannot_be_made_durable_the_request_fails_with_503() {
     );
     assert!(j.get("predictions").is_none(), "no prediction leaks out");
     assert!(events(dir.path()).is_empty());
+    // An SRE sees it without reading logs.
+    let m = s.get("/metrics").text();
+    assert_eq!(metric(&m, "bulkhead_meter_failed"), 1.0, "{m}");
+    assert_eq!(metric(&m, "bulkhead_meter_events_total"), 0.0);
 }
 
 /// Only the rows the model scored are billed: a row error is not, and an answer with no

@@ -87,6 +87,9 @@ pub struct LogStats {
     pub batches: u64,
     /// fsync/fdatasync calls (records, segment creation, the directory).
     pub fsyncs: u64,
+    /// The writer refuses appends (a write or fsync failed, or [`Log::poison`]) until a
+    /// restart.
+    pub failed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -94,6 +97,7 @@ struct Counters {
     appends: AtomicU64,
     batches: AtomicU64,
     fsyncs: AtomicU64,
+    failed: std::sync::atomic::AtomicBool,
 }
 
 /// What [`Log::open`] found and repaired.
@@ -435,6 +439,7 @@ impl Log {
             appends: self.counters.appends.load(Ordering::Relaxed),
             batches: self.counters.batches.load(Ordering::Relaxed),
             fsyncs: self.counters.fsyncs.load(Ordering::Relaxed),
+            failed: self.counters.failed.load(Ordering::Relaxed),
         }
     }
 
@@ -505,6 +510,7 @@ impl Writer {
                     }
                     Msg::Poison(reason) => {
                         tracing::error!(%reason, "meter log: refusing further writes");
+                        self.counters.failed.store(true, Ordering::Relaxed);
                         poisoned.get_or_insert(reason);
                     }
                 }
@@ -533,6 +539,7 @@ impl Writer {
                     tracing::error!(error = %reason, dir = %self.dir.display(),
                         "meter log write failed: no further writes until a restart");
                     poisoned = Some(reason.clone());
+                    self.counters.failed.store(true, Ordering::Relaxed);
                     for w in waiters {
                         let _ = w.send(Err(LogError::Io(reason.clone())));
                     }

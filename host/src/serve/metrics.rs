@@ -10,6 +10,7 @@
 use super::backend::{Backend, CallStats, FailureKind};
 use super::identity::Identity;
 use super::tenants::Tenants;
+use crate::metering::sink::Meter;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -279,6 +280,12 @@ impl Metrics {
         b.register(&mut self.registry);
     }
 
+    /// The meter log's own figures, read at scrape time.
+    pub fn register_meter(&mut self, meter: Arc<Meter>) {
+        self.registry
+            .register_collector(Box::new(MeterScrape(meter)));
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
@@ -304,6 +311,42 @@ fn put_counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> s
 fn put_gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
     let g = ConstGauge::new(v);
     g.encode(enc.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// The meter log's counters: what metering costs (fsyncs per event) and whether it still
+/// takes events (after a failed write every metered request is a 503 until a restart).
+#[derive(Debug)]
+struct MeterScrape(Arc<Meter>);
+
+impl Collector for MeterScrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        let s = self.0.stats();
+        put_counter(
+            &mut enc,
+            "bulkhead_meter_events",
+            "Usage events made durable in the meter log",
+            s.appends,
+        )?;
+        put_counter(
+            &mut enc,
+            "bulkhead_meter_commits",
+            "Group commits of the meter log (one write and fsync each)",
+            s.batches,
+        )?;
+        put_counter(
+            &mut enc,
+            "bulkhead_meter_fsyncs",
+            "fsync calls of the meter log (records, new segments, the directory)",
+            s.fsyncs,
+        )?;
+        put_gauge(
+            &mut enc,
+            "bulkhead_meter_failed",
+            "1 when the meter log refuses writes after a failed write or fsync (metered \
+             requests answer 503 until a restart)",
+            i64::from(s.failed),
+        )
+    }
 }
 
 impl Collector for Scrape {

@@ -132,6 +132,9 @@ impl App {
         if let Some(b) = &opts.batch {
             metrics.register_batch(b.metrics());
         }
+        if let Some(m) = &opts.meter {
+            metrics.register_meter(Arc::clone(m));
+        }
         Ok(Arc::new(App {
             identity,
             tenants,
