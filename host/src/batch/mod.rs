@@ -29,9 +29,11 @@ pub mod sched;
 pub mod worker;
 
 use crate::metering::sink::Meter;
+use crate::registry::watch::Watcher;
 use crate::serve::api::Bounds;
 use crate::serve::backend::Backend;
 use anyhow::{Context, Result};
+use bulkhead_registry::Status as TenantStatus;
 use job::{Job, Status};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -129,6 +131,9 @@ pub struct BatchPlane {
     queue: Queue,
     backend: Arc<dyn Backend>,
     meter: Option<Arc<Meter>>,
+    /// The tenant registry the data plane serves from: a job runs only while its tenant is
+    /// registered and active (checked before each chunk).
+    registry: Option<Arc<Watcher>>,
     metrics: BatchMetrics,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -141,6 +146,7 @@ impl BatchPlane {
         cfg: BatchConfig,
         backend: Arc<dyn Backend>,
         meter: Option<Arc<Meter>>,
+        registry: Option<Arc<Watcher>>,
     ) -> Result<Arc<BatchPlane>> {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;
@@ -149,6 +155,7 @@ impl BatchPlane {
             jobs: Mutex::new(HashMap::new()),
             backend,
             meter,
+            registry,
             metrics: BatchMetrics::default(),
             workers: Mutex::new(Vec::new()),
             cfg,
@@ -205,6 +212,20 @@ impl BatchPlane {
 
     pub fn metrics(&self) -> &BatchMetrics {
         &self.metrics
+    }
+
+    /// Why `tenant`'s jobs may not run now (suspended, or no longer registered), if so.
+    /// A suspended tenant's edge traffic is refused; its batch work stops with it.
+    pub fn refusal(&self, tenant: &str) -> Option<String> {
+        let reg = Arc::clone(&self.registry.as_ref()?.current().registry);
+        match reg.tenant(tenant) {
+            None => Some("unknown_tenant: the tenant is no longer registered".to_string()),
+            Some(t) if t.status == TenantStatus::Suspended => Some(format!(
+                "tenant_suspended: {}",
+                t.status_reason.unwrap_or("suspended")
+            )),
+            Some(_) => None,
+        }
     }
 
     /// The job `id` if it is `tenant`'s (another tenant's job is as absent as an unknown id).

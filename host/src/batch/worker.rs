@@ -10,7 +10,7 @@ use super::BatchPlane;
 use super::input::{Chunk, ChunkReader};
 use super::job::{self, Job, State};
 use super::sched;
-use crate::metering::event::{Event, KeyKind, Prediction, RequestKey};
+use crate::metering::event::{Event, KeyKind, Prediction, RequestKey, uuid_v8};
 use crate::sandbox::ErrorKind;
 use crate::serve::backend::{BackendError, Batch, Call, FailureKind, Outcome};
 use anyhow::{Context, Result, bail};
@@ -80,20 +80,7 @@ pub fn chunk_event_id(tenant: &str, job: &str, chunk: u64) -> String {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    uuid_v8(&h.finalize().into())
 }
 
 fn score_job(plane: &BatchPlane, rt: &tokio::runtime::Runtime, job: &Job) -> Result<()> {
@@ -118,6 +105,10 @@ fn score_job(plane: &BatchPlane, rt: &tokio::runtime::Runtime, job: &Job) -> Res
         if plane.queue.stopping() {
             // Left `running`: the next start resumes at the first unscored chunk.
             return Ok(());
+        }
+        if let Some(why) = plane.refusal(&job.tenant) {
+            // The chunks scored so far stay billed and readable; the rest is not scored.
+            bail!("{why} (stopped after {done_rows} rows)");
         }
         let Some(chunk) = reader.next_chunk(&is_done)? else {
             break;

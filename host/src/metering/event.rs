@@ -161,9 +161,14 @@ pub fn event_id(tenant: &str, metric: Metric, key: &RequestKey) -> String {
     if let Some(body) = &key.body {
         h.update(body);
     }
-    let d = h.finalize();
+    uuid_v8(&h.finalize().into())
+}
+
+/// The first 16 bytes of a SHA-256 digest as an RFC 9562 version-8 UUID (custom,
+/// name-based): `xxxxxxxx-xxxx-8xxx-[89ab]xxx-xxxxxxxxxxxx`.
+pub fn uuid_v8(digest: &[u8; 32]) -> String {
     let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
+    b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x80; // version 8
     b[8] = (b[8] & 0x3f) | 0x80; // variant 10
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();

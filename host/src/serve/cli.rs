@@ -337,6 +337,7 @@ pub fn run(
             args.batch_config(&data_dir),
             Arc::new(batch_backend),
             batch_meter,
+            Some(Arc::clone(&watcher)),
         )?;
         batch_plane = Some(Arc::clone(&batch));
         let opts = Options {
