@@ -304,18 +304,27 @@ fn batch_jobs_score_like_the_interactive_api_and_stay_with_their_tenant() {
     );
 }
 
+/// `serve` args for chunks of 100 rows billed to `<dir>/batch-meter`, and that path.
+fn chunked(dir: &Path) -> ([String; 4], std::path::PathBuf) {
+    let meter = dir.join("batch-meter");
+    let args = [
+        "--batch-chunk-rows".to_string(),
+        "100".to_string(),
+        "--batch-meter-dir".to_string(),
+        meter.to_str().unwrap().to_string(),
+    ];
+    (args, meter)
+}
+
+/// Rows of the long jobs: 400 chunks, long enough to act on one mid-way.
+const N: usize = 40_000;
+
 #[test]
 fn a_job_killed_mid_way_resumes_after_restart_and_bills_each_chunk_once() {
     let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
-    let batch_meter = dir.path().join("batch-meter");
-    let args = [
-        "--batch-chunk-rows",
-        "100",
-        "--batch-meter-dir",
-        batch_meter.to_str().unwrap(),
-    ];
-    const N: usize = 40_000;
+    let (args, batch_meter) = chunked(dir.path());
+    let args = args.each_ref().map(String::as_str);
     let srv = serve(&reg, state, &args);
     let dl = Client::new(&reg, state, srv.addr.port(), "DL");
     let id = dl.submit("application/x-ndjson", &ndjson(N));
@@ -388,15 +397,8 @@ fn a_job_killed_mid_way_resumes_after_restart_and_bills_each_chunk_once() {
 fn suspending_a_tenant_stops_its_running_job_and_bills_only_what_was_scored() {
     let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
-    let batch_meter = dir.path().join("batch-meter");
-    let args = [
-        "--batch-chunk-rows",
-        "100",
-        "--batch-meter-dir",
-        batch_meter.to_str().unwrap(),
-    ];
-    const N: usize = 40_000;
-    let srv = serve(&reg, state, &args);
+    let (args, batch_meter) = chunked(dir.path());
+    let srv = serve(&reg, state, &args.each_ref().map(String::as_str));
     let dl = Client::new(&reg, state, srv.addr.port(), "DL");
     let id = dl.submit("application/x-ndjson", &ndjson(N));
     let t0 = Instant::now();
