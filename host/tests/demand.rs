@@ -88,6 +88,10 @@ fn each_tenant_forecasts_its_own_lanes() {
             d["upper"].as_f64().unwrap(),
         );
         assert!(f >= 0.0 && lo <= f && f <= hi, "{d}");
+        // Two decimals, not f32 noise.
+        for x in [f, lo, hi] {
+            assert!(((x * 100.0).round() - x * 100.0).abs() < 1e-6, "{d}");
+        }
     }
     let unknown = &j["forecasts"][1]["days"][0];
     assert!(

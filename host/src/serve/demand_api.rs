@@ -171,9 +171,9 @@ pub fn lanes_out(
                             forecast += 1;
                             DayOut::Forecast {
                                 date,
-                                flights: p.value,
-                                lower: p.lower,
-                                upper: p.upper,
+                                flights: hundredths(p.value),
+                                lower: p.lower.map(hundredths),
+                                upper: p.upper.map(hundredths),
                             }
                         }
                     })
@@ -182,6 +182,12 @@ pub fn lanes_out(
         })
         .collect();
     (lanes, forecast)
+}
+
+/// A daily count to two decimals: the model computes in `f32`, whose widening shows as
+/// noise digits (`23.700000762939453`) that mean nothing to a reader.
+fn hundredths(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
@@ -236,7 +242,8 @@ mod tests {
             lower: Some(v - 1.0),
             upper: Some(v + 1.0),
         };
-        let preds = [p(10.0), p(11.0), p(f64::NAN), p(f64::NAN)];
+        // The second day as the model sends it: an f32 widened (11.7 → 11.699999809…).
+        let preds = [p(10.0), p(f64::from(11.7f32)), p(f64::NAN), p(f64::NAN)];
         let errors = [2u32, 3].map(|row| RowError {
             row,
             message: "lane XXX-ORD is not in this model".into(),
@@ -247,9 +254,9 @@ mod tests {
             lanes[0].days[1],
             DayOut::Forecast {
                 date: "2013-11-02".into(),
-                flights: 11.0,
-                lower: Some(10.0),
-                upper: Some(12.0)
+                flights: 11.7,
+                lower: Some(10.7),
+                upper: Some(12.7)
             }
         );
         assert_eq!(
