@@ -508,7 +508,9 @@ impl PgTenantFeatures {
                     return row.map(|r| values(&r, &kinds)).transpose();
                 }
                 Err(e) => {
-                    let closed = session.conn.is_closed();
+                    let closed = session.conn.is_closed()
+                        || e.is_closed()
+                        || e.code() == Some(&SqlState::ADMIN_SHUTDOWN);
                     session.conn.forget_statements();
                     drop(session);
                     if closed && reused && attempt == 0 {
