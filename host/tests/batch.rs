@@ -179,8 +179,18 @@ fn policies(pid: u32, prefix: &str) -> Vec<(String, u32)> {
 
 const SCHED_IDLE: u32 = 5;
 
+/// The tests of this file run one at a time: each host's batch workers are SCHED_IDLE, so
+/// on a 2-core machine another test's host (normal class) would starve them (and their
+/// uploads) for as long as it is busy.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn batch_jobs_score_like_the_interactive_api_and_stay_with_their_tenant() {
+    let _one_at_a_time = one_at_a_time();
     let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
     let meter = dir.path().join("meter");
@@ -321,6 +331,7 @@ const N: usize = 40_000;
 
 #[test]
 fn a_job_killed_mid_way_resumes_after_restart_and_bills_each_chunk_once() {
+    let _one_at_a_time = one_at_a_time();
     let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
     let (args, batch_meter) = chunked(dir.path());
@@ -395,6 +406,7 @@ fn a_job_killed_mid_way_resumes_after_restart_and_bills_each_chunk_once() {
 
 #[test]
 fn suspending_a_tenant_stops_its_running_job_and_bills_only_what_was_scored() {
+    let _one_at_a_time = one_at_a_time();
     let (dir, reg) = seeded();
     let state = dir.path().to_str().unwrap();
     let (args, batch_meter) = chunked(dir.path());
