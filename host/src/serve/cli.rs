@@ -145,7 +145,8 @@ pub struct ServeArgs {
         requires = "features_postgres"
     )]
     pub features_postgres_password: Option<String>,
-    /// Connections per tenant pool (PostgreSQL feature store).
+    /// Connections per tenant pool (PostgreSQL feature store). A model call holds one for
+    /// as long as it runs: a tenant's calls beyond this wait for one.
     #[arg(long, default_value_t = PgOptions::default().pool_size, value_name = "N")]
     pub features_pool_size: u32,
     /// `statement_timeout` (and `lock_timeout`) of each lookup connection.
