@@ -4,8 +4,7 @@
 
 use bulkhead_eta_model::fit::{Example, FitConfig, fit};
 use bulkhead_eta_model::schema::{Code, Conditions};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use wasmtime::component::{Component, Linker, bindgen};
 use wasmtime::{Config, Engine, Store};
 
@@ -13,32 +12,19 @@ bindgen!({ path: "../../wit", world: "model" });
 
 use bulkhead::model::types::{Categories, Column, ColumnValues, Value};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The release component, built first (cargo is a no-op when it is up to date).
+/// The release component, built first when missing or stale (the harness's builder, which
+/// also watches `wit/`).
 fn plugin_wasm() -> PathBuf {
-    let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| root.join(d))
-        .unwrap_or_else(|| root.join("target"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "eta-forecaster-plugin",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success(), "building the plugin failed");
-    target.join("wasm32-wasip2/release/eta_forecaster_plugin.wasm")
+    proxy_wasm_harness::wasm_artifact(
+        "eta-forecaster-plugin",
+        "wasm32-wasip2",
+        &[
+            "plugins/eta-forecaster/src",
+            "plugins/eta-model/src",
+            "plugins/model-kit/src",
+        ],
+    )
+    .unwrap()
 }
 
 /// Answers one weather row and one plane, and records what the plugin asked for.
