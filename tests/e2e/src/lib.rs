@@ -461,24 +461,55 @@ pub fn start_edge(
     Ok((envoy, tls_port))
 }
 
-/// `bulkhead serve` for the `dp_pool_us` plane on `port` over mTLS (the dev TLS material
-/// in `tls`), its model store in `data_dir`, `extra` flags added; stderr to
-/// `<state>/host.log`.
+/// The dev TLS material (`scripts/dev-tls.sh`, as `make run` makes it: the edge's, the
+/// hosts', Envoy's client certificate) in `<state>/tls`, which it returns.
+pub fn dev_tls(state: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let tls = state.join("tls");
+    let out = std::process::Command::new("bash")
+        .arg(proxy_wasm_harness::workspace_root().join("scripts/dev-tls.sh"))
+        .arg(&tls)
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "dev-tls.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(tls)
+}
+
+/// `bulkhead control` (the registry API the edge polls) on a free port: the process and
+/// its port.
+pub fn spawn_control(state: &std::path::Path) -> anyhow::Result<(KillOnDrop, u16)> {
+    let port = free_port();
+    let child = std::process::Command::new(host_bin::bulkhead_binary()?)
+        .arg("--state-dir")
+        .arg(state)
+        .args(["control", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    Ok((KillOnDrop(child), port))
+}
+
+/// `bulkhead serve` for data plane `plane` on `port` over mTLS (the dev TLS material in
+/// `tls`), its model store in `data_dir`, `extra` flags added; stderr to
+/// `<state>/<plane>.log`.
 pub fn spawn_tls_host(
     state: &std::path::Path,
     data_dir: &std::path::Path,
     tls: &std::path::Path,
-    port: u16,
+    (plane, port): (&str, u16),
     extra: &[String],
 ) -> anyhow::Result<KillOnDrop> {
-    let log = std::fs::File::create(state.join("host.log"))?;
+    let log = std::fs::File::create(state.join(format!("{plane}.log")))?;
     let child = std::process::Command::new(host_bin::bulkhead_binary()?)
         .arg("--state-dir")
         .arg(state)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--plane-name", "dp_pool_us"])
+        .args(["--plane-name", plane])
         .args(extra)
         .arg("--tls-cert")
         .arg(tls.join("host.pem"))

@@ -21,14 +21,16 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bulkhead_e2e::host_bin::bulkhead_binary;
-use bulkhead_e2e::{PlanePorts, start_edge};
+use bulkhead_e2e::{
+    KillOnDrop, PlanePorts, bulkhead_cli, dev_tls, free_port, spawn_control, spawn_tls_host,
+    start_edge,
+};
 use bulkhead_testkit::keys::{self, Alg};
 use bulkhead_testkit::{Envoy, Response, forge, http_get, http_request};
 use proxy_wasm_harness::workspace_root;
@@ -53,38 +55,9 @@ const HOSTS: [(&str, &str, Models); 3] = [
     ("dp_pool_eu", "pool-eu", &[("eta-B6", "B6")]),
 ];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `bulkhead --state-dir STATE ARGS…`, which must succeed; its stdout.
 fn cli(state: &Path, args: &[&str]) -> String {
-    let out = Command::new(bulkhead_binary().unwrap())
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bulkhead {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    bulkhead_cli(state, args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -170,7 +143,7 @@ struct Stack {
     tls_port: u16,
     /// cluster → its host's port
     hosts: BTreeMap<&'static str, u16>,
-    _procs: Vec<Proc>,
+    _procs: Vec<KillOnDrop>,
     _dir: tempfile::TempDir,
 }
 
@@ -215,13 +188,7 @@ impl Stack {
         }
 
         // The certificates, as scripts/run.sh makes them: the edge's, the hosts', Envoy's.
-        let tls = state.join("tls");
-        let out = Command::new("bash")
-            .arg(workspace_root().join("scripts/dev-tls.sh"))
-            .arg(&tls)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let tls = dev_tls(&state).unwrap();
         let as_envoy = tls_client(
             &tls.join("mesh-ca.pem"),
             Some((
@@ -230,41 +197,13 @@ impl Stack {
             )),
         );
 
-        let mut procs = Vec::new();
-        let control_port = free_port();
-        procs.push(Proc(
-            Command::new(bulkhead_binary().unwrap())
-                .arg("--state-dir")
-                .arg(&state)
-                .args(["control", "--listen", &format!("127.0.0.1:{control_port}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ));
+        let (control, control_port) = spawn_control(&state).unwrap();
+        let mut procs = vec![control];
         let mut hosts = BTreeMap::new();
         for (cluster, plane, _) in HOSTS {
             let port = free_port();
-            let log = std::fs::File::create(state.join(format!("{cluster}.log"))).unwrap();
-            procs.push(Proc(
-                Command::new(bulkhead_binary().unwrap())
-                    .arg("--state-dir")
-                    .arg(&state)
-                    .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                    .arg("--data-dir")
-                    .arg(state.join("hosts").join(plane))
-                    .args(["--plane-name", cluster])
-                    .arg("--tls-cert")
-                    .arg(tls.join("host.pem"))
-                    .arg("--tls-key")
-                    .arg(tls.join("host-key.pem"))
-                    .arg("--client-ca")
-                    .arg(tls.join("mesh-ca.pem"))
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap(),
-            ));
+            let data_dir = state.join("hosts").join(plane);
+            procs.push(spawn_tls_host(&state, &data_dir, &tls, (cluster, port), &[]).unwrap());
             hosts.insert(cluster, port);
         }
         for (cluster, port) in &hosts {

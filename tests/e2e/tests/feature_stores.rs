@@ -17,13 +17,12 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_e2e::host_bin::bulkhead_binary;
 use bulkhead_e2e::{
-    KillOnDrop, PlanePorts, bulkhead_cli, free_port, spawn_tls_host, start_edge, wait_until,
+    KillOnDrop, PlanePorts, bulkhead_cli, dev_tls, free_port, spawn_control, spawn_tls_host,
+    start_edge, wait_until,
 };
 use bulkhead_testkit::postgres::Cluster;
 use bulkhead_testkit::{Envoy, Response, http_request};
@@ -33,6 +32,8 @@ use serde_json::{Value, json};
 /// The tenant whose fleet has the plane, and the one whose fleet does not.
 const A: &str = "EV";
 const B: &str = "9E";
+/// The data plane the one host serves (every plane of the shipped edge routes to it).
+const PLANE: &str = "dp_pool_us";
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
@@ -186,13 +187,7 @@ impl Stack {
             pg
         });
 
-        let tls = state.join("tls");
-        let out = Command::new("bash")
-            .arg(workspace_root().join("scripts/dev-tls.sh"))
-            .arg(&tls)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let tls = dev_tls(&state).unwrap();
         let as_envoy = bulkhead_testkit::tls::client_config(
             &tls.join("mesh-ca.pem"),
             Some((
@@ -201,20 +196,13 @@ impl Stack {
             )),
         )
         .unwrap();
-        let mut procs = Vec::new();
-        let control_port = free_port();
-        procs.push(KillOnDrop(
-            Command::new(bulkhead_binary().unwrap())
-                .arg("--state-dir")
-                .arg(&state)
-                .args(["control", "--listen", &format!("127.0.0.1:{control_port}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ));
+        let (control, control_port) = spawn_control(&state).unwrap();
         let host_port = free_port();
-        procs.push(spawn_tls_host(&state, &store, &tls, host_port, &serve_extra).unwrap());
+        let host = (PLANE, host_port);
+        let procs = vec![
+            control,
+            spawn_tls_host(&state, &store, &tls, host, &serve_extra).unwrap(),
+        ];
         // Every plane routes to the one host.
         let (envoy, _tls_port) =
             start_edge(&state, &tls, control_port, PlanePorts::all(host_port)).unwrap();
@@ -239,7 +227,7 @@ impl Stack {
     }
 
     fn host_log(&self) -> String {
-        std::fs::read_to_string(self.state.join("host.log")).unwrap_or_default()
+        std::fs::read_to_string(self.state.join(format!("{PLANE}.log"))).unwrap_or_default()
     }
 
     fn eta(&self, org: &str, body: &str) -> Response {

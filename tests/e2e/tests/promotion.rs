@@ -9,12 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use bulkhead_e2e::host_bin::bulkhead_binary;
 use bulkhead_e2e::{
-    KillOnDrop, PlanePorts, bulkhead_cli, free_port, spawn_tls_host, start_edge, wait_until,
+    KillOnDrop, PlanePorts, bulkhead_cli, dev_tls, free_port, spawn_control, spawn_tls_host,
+    start_edge, wait_until,
 };
 use bulkhead_testkit::{Envoy, Response, http_request};
 use proxy_wasm_harness::workspace_root;
@@ -144,32 +143,16 @@ fn train_all_then_each_tenant_is_served_what_the_gate_decided() {
     assert_eq!(&dl[8..10], ["fallback:", "worse_than_global"], "{table}");
 
     // One host for the pool-us plane, over mTLS; Envoy in front, as `make run` renders it.
-    let tls = state.join("tls");
-    let out = Command::new("bash")
-        .arg(workspace_root().join("scripts/dev-tls.sh"))
-        .arg(&tls)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let mut procs = Vec::new();
-    let control_port = free_port();
-    procs.push(KillOnDrop(
-        Command::new(bulkhead_binary().unwrap())
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["control", "--listen", &format!("127.0.0.1:{control_port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
+    let tls = dev_tls(&state).unwrap();
+    let (control, control_port) = spawn_control(&state).unwrap();
+    let mut procs = vec![control];
     let host_port = free_port();
     procs.push(
         spawn_tls_host(
             &state,
             &store,
             &tls,
-            host_port,
+            ("dp_pool_us", host_port),
             &["--resolve-ttl-ms".to_string(), "100".to_string()],
         )
         .unwrap(),
@@ -183,7 +166,7 @@ fn train_all_then_each_tenant_is_served_what_the_gate_decided() {
         _procs: procs,
     };
     let up = wait_until(Duration::from_secs(60), || edge.eta("EV").status == 200);
-    let host_log = std::fs::read_to_string(state.join("host.log")).unwrap_or_default();
+    let host_log = std::fs::read_to_string(state.join("dp_pool_us.log")).unwrap_or_default();
     assert!(up, "the edge never answered EV; host log:\n{host_log}");
 
     // Promoted: the tenant's own version.
