@@ -80,18 +80,7 @@ impl Artifact {
     /// Parses and checks `bytes` (see the module doc for the layout).
     pub fn decode(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
         let mut r = Reader::new(bytes);
-        if r.take::<8>().ok() != Some(MAGIC) {
-            return Err(err("not a demand-forecaster artifact (bad magic)"));
-        }
-        let version = r.u16()?;
-        if version != FORMAT_VERSION {
-            return Err(err(format!(
-                "artifact format version {version}, this plugin reads {FORMAT_VERSION}"
-            )));
-        }
-        if r.u16()? != 0 {
-            return Err(err("unknown flags"));
-        }
+        r.header(MAGIC, FORMAT_VERSION, 0, "a demand-forecaster")?;
         let lanes = r.u32()?;
         if lanes > MAX_LANES {
             return Err(err(format!("{lanes} lanes (at most {MAX_LANES})")));

@@ -2,11 +2,13 @@
 //!
 //! Every row counts, cancelled flights included: demand is the flights the carrier
 //! scheduled on the lane that day, whether or not they flew ([`Flight::cancelled`] marks
-//! the ones that did not, for a caller that wants flown counts). The file has no quoted
-//! fields; a quoted field is refused rather than misread.
+//! the ones that did not, for a caller that wants flown counts). The header is read with
+//! the kit's CSV reader (the ETA model's loader uses it too); the file has no quoted
+//! fields, and a quoted field is refused rather than misread.
 
 use crate::Code;
 use crate::days::days_from_civil;
+use bulkhead_model_kit::csv::Csv;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -35,20 +37,8 @@ pub struct Flight {
 /// Parses `flights.csv` (columns `year`, `month`, `day`, `carrier`, `origin`, `dest`,
 /// and `dep_time` when present: empty = cancelled).
 pub fn parse_flights(text: &str) -> Result<Vec<Flight>, DataError> {
-    let mut lines = text.lines().enumerate();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| DataError("flights.csv: empty file".into()))?
-        .1
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| DataError(format!("flights.csv: no column `{name}`")))
-    };
+    let csv = Csv::new(text, "flights.csv").map_err(DataError)?;
+    let col = |name: &str| csv.index(name, "flights.csv").map_err(DataError);
     let c = [
         col("year")?,
         col("month")?,
@@ -57,16 +47,18 @@ pub fn parse_flights(text: &str) -> Result<Vec<Flight>, DataError> {
         col("origin")?,
         col("dest")?,
     ];
-    let dep_time = header.iter().position(|c| *c == "dep_time");
+    let dep_time = csv.index("dep_time", "flights.csv").ok();
     let mut out = Vec::new();
-    for (n, line) in lines {
+    for (n, line) in csv.lines {
         if line.trim().is_empty() {
             continue;
         }
         let bad = |what: &str| DataError(format!("flights.csv line {}: bad {what}", n + 1));
+        // The file has no quoted fields: one is refused rather than guessed at.
         if line.contains('"') {
             return Err(bad("quoting"));
         }
+        // No quotes: splitting on commas is exact, and allocates no field.
         let f: Vec<&str> = line.split(',').collect();
         let get = |i: usize| c.get(i).and_then(|&k| f.get(k)).copied().unwrap_or("");
         let num = |i: usize, what: &str| get(i).parse::<i64>().map_err(|_| bad(what));

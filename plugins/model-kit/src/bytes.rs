@@ -46,6 +46,32 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// The header every artifact starts with: `magic` (8 bytes), the format version (u16,
+    /// which must be `version`) and the flags (u16, none outside `known_flags`), returned.
+    /// `kind` names the artifact in the errors ("not an eta-forecaster artifact").
+    pub fn header(
+        &mut self,
+        magic: [u8; 8],
+        version: u16,
+        known_flags: u16,
+        kind: &str,
+    ) -> Result<u16, ArtifactError> {
+        if self.take::<8>().ok() != Some(magic) {
+            return Err(ArtifactError(format!("not {kind} artifact (bad magic)")));
+        }
+        let found = self.u16()?;
+        if found != version {
+            return Err(ArtifactError(format!(
+                "artifact format version {found}, this plugin reads {version}"
+            )));
+        }
+        let flags = self.u16()?;
+        if flags & !known_flags != 0 {
+            return Err(ArtifactError("unknown flags".into()));
+        }
+        Ok(flags)
+    }
+
     pub fn u16(&mut self) -> Result<u16, ReadError> {
         Ok(u16::from_le_bytes(self.take()?))
     }
