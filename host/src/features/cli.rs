@@ -113,13 +113,7 @@ pub fn run(state_dir: &Path, registry: &Path, args: FeaturesArgs) -> Result<()> 
                 dir.join(super::store::PUBLIC_FILE).display()
             );
             for carrier in wanted {
-                // The tenant's partition, cut before anything is built from it.
-                let flights: Vec<nyc::Flight> = loaded
-                    .flights
-                    .iter()
-                    .filter(|f| f.carrier == carrier)
-                    .copied()
-                    .collect();
+                let flights = partition(&loaded, carrier);
                 let rows: Vec<_> = flights.iter().map(|f| f.example).collect();
                 let fleet = load::fleet(&planes, &flights);
                 let built = load::build_tenant(&dir, carrier.as_str(), &rows, &fleet)?;
@@ -173,6 +167,16 @@ struct Sources<'a> {
 
 /// `features load --postgres URL`: the public weather, then each wanted tenant's tables
 /// (lanes and fleet, as the SQLite stores have them) at its registry tier.
+/// The tenant's partition of the data set, cut before anything is built from it.
+fn partition(loaded: &nyc::Loaded, carrier: Code) -> Vec<nyc::Flight> {
+    loaded
+        .flights
+        .iter()
+        .filter(|f| f.carrier == carrier)
+        .copied()
+        .collect()
+}
+
 fn load_postgres(
     url: &str,
     registry: &Path,
@@ -207,13 +211,7 @@ fn load_postgres(
             println!("{:<8} skipped: not in the registry", carrier.as_str());
             continue;
         };
-        // The tenant's partition, cut before anything is built from it.
-        let flights: Vec<nyc::Flight> = loaded
-            .flights
-            .iter()
-            .filter(|f| f.carrier == carrier)
-            .copied()
-            .collect();
+        let flights = partition(loaded, carrier);
         let rows: Vec<_> = flights.iter().map(|f| f.example).collect();
         let lanes = load::lane_rows(&load::lanes(&rows));
         let fleet = load::fleet(src.planes, &flights);

@@ -151,17 +151,26 @@ pub fn airport_rows(airports: &Airports) -> Vec<Vec<Sql>> {
         .collect()
 }
 
-/// Reads `planes.csv` (`tailnum` and [`PLANES`]' columns; `NA` is NULL).
-pub fn read_planes(path: &Path) -> Result<Planes> {
+/// A CSV file and its header line.
+fn open_csv(path: &Path) -> Result<(csv::Reader<std::fs::File>, csv::StringRecord)> {
     let mut csv =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let headers = csv.headers()?.clone();
-    let at = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .with_context(|| format!("{}: no column `{name}`", path.display()))
-    };
+    Ok((csv, headers))
+}
+
+/// The position of column `name` in `headers`, or an error naming the file and column.
+fn column(headers: &csv::StringRecord, path: &Path, name: &str) -> Result<usize> {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .with_context(|| format!("{}: no column `{name}`", path.display()))
+}
+
+/// Reads `planes.csv` (`tailnum` and [`PLANES`]' columns; `NA` is NULL).
+pub fn read_planes(path: &Path) -> Result<Planes> {
+    let (mut csv, headers) = open_csv(path)?;
+    let at = |name: &str| column(&headers, path, name);
     let tail = at("tailnum")?;
     let cols: Vec<(usize, super::schema::Kind)> = PLANES
         .columns
@@ -191,15 +200,8 @@ pub fn read_planes(path: &Path) -> Result<Planes> {
 
 /// `weather.csv` rows as (key, then [`WEATHER`]'s columns); `NA` is NULL.
 pub fn read_weather(path: &Path) -> Result<Vec<Vec<Sql>>> {
-    let mut csv =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let headers = csv.headers()?.clone();
-    let at = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .with_context(|| format!("{}: no column `{name}`", path.display()))
-    };
+    let (mut csv, headers) = open_csv(path)?;
+    let at = |name: &str| column(&headers, path, name);
     let (origin, year, month, day, hour) = (
         at("origin")?,
         at("year")?,
