@@ -12,7 +12,9 @@
 //! "no such row" from its tables, never someone else's.
 //!
 //! A rebuilt file (`bulkhead features load` renames a new file into place) is picked up
-//! within [`RECHECK`]: the file's identity is compared at most that often per tenant.
+//! within [`RECHECK`]: the file's identity is compared at most that often per open
+//! connection. A tenant keeps a few connections ([`MAX_IDLE`]) so that its concurrent
+//! calls never queue behind one another's reads.
 
 use super::schema::{self, Scope};
 use crate::sandbox::{FeatureSource, Value};
@@ -71,7 +73,7 @@ impl FeatureStores {
         let h = Arc::new(TenantFeatures {
             tenant_file: tenant_file(&self.dir, tenant),
             public_file: self.dir.join(PUBLIC_FILE),
-            open: Mutex::new(None),
+            idle: Mutex::new(Vec::new()),
         });
         handles.insert(tenant.to_string(), Arc::clone(&h));
         h
@@ -83,8 +85,14 @@ pub struct TenantFeatures {
     /// `None` when the tenant id cannot name a file (then its tables have no rows).
     tenant_file: Option<PathBuf>,
     public_file: PathBuf,
-    open: Mutex<Option<Opened>>,
+    /// Open connections not in use. A lookup takes one out (or opens one) and puts it
+    /// back after its query, so the lock is never held across a read: one tenant's
+    /// concurrent calls read in parallel.
+    idle: Mutex<Vec<Opened>>,
 }
+
+/// Most idle connections a tenant keeps (more open only while more lookups run at once).
+const MAX_IDLE: usize = 4;
 
 /// (device, inode, size, mtime): enough to notice a file renamed into place.
 type Stamp = (u64, u64, u64, i64, i64);
@@ -103,6 +111,10 @@ struct Opened {
 }
 
 impl TenantFeatures {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Opened>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn stamps(&self) -> (Option<Stamp>, Option<Stamp>) {
         (
             self.tenant_file.as_deref().and_then(stamp),
@@ -210,21 +222,55 @@ impl FeatureSource for TenantFeatures {
         columns: &[String],
     ) -> Result<Option<Vec<Value>>, String> {
         let t = schema::checked(table, columns)?;
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let stale = match open.as_mut() {
-            None => true,
-            Some(o) if o.checked.elapsed() >= RECHECK => {
+        let taken = self.idle().pop();
+        let opened = match taken {
+            Some(mut o) if o.checked.elapsed() >= RECHECK => {
                 o.checked = Instant::now();
-                o.stamps != self.stamps()
+                if o.stamps == self.stamps() {
+                    o
+                } else {
+                    self.open()?
+                }
             }
-            Some(_) => false,
+            Some(o) => o,
+            None => self.open()?,
         };
-        if stale {
-            *open = Some(self.open()?);
+        let answer = Self::query(&opened, t, key, columns);
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(opened);
         }
-        match open.as_ref() {
-            Some(o) => Self::query(o, t, key, columns),
-            None => Ok(None),
-        }
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_lookup_never_waits_for_another_lookups_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let ua = FeatureStores::new(dir.path()).for_tenant("UA");
+        let ask = || ua.lookup("lanes", "EWR|ORD", &["flights".to_string()]);
+        assert_eq!(ask(), Ok(None));
+        assert_eq!(ua.idle().len(), 1);
+        // A lookup in progress has its connection out of the idle list…
+        let busy = ua.idle().pop().unwrap();
+        // …and another one meanwhile opens its own rather than waiting for it.
+        assert_eq!(ask(), Ok(None));
+        assert_eq!(ua.idle().len(), 1);
+        ua.idle().push(busy);
+        assert_eq!(ua.idle().len(), 2);
+        // Connections come back after use, at most MAX_IDLE of them kept.
+        let extra: Vec<Opened> = (0..MAX_IDLE).map(|_| ua.open().unwrap()).collect();
+        ua.idle().extend(extra);
+        assert_eq!(ua.idle().len(), MAX_IDLE + 2);
+        assert_eq!(ask(), Ok(None));
+        assert_eq!(ua.idle().len(), MAX_IDLE + 1, "the one used is not kept");
+        assert_eq!(ask(), Ok(None));
+        assert_eq!(ask(), Ok(None));
+        assert_eq!(ua.idle().len(), MAX_IDLE);
     }
 }
