@@ -29,11 +29,10 @@ pub mod sched;
 pub mod worker;
 
 use crate::metering::sink::Meter;
-use crate::registry::watch::Watcher;
 use crate::serve::api::Bounds;
 use crate::serve::backend::Backend;
+use crate::serve::tenants::Tenants;
 use anyhow::{Context, Result};
-use bulkhead_registry::Status as TenantStatus;
 use job::{Job, Status};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -131,9 +130,9 @@ pub struct BatchPlane {
     queue: Queue,
     backend: Arc<dyn Backend>,
     meter: Option<Arc<Meter>>,
-    /// The tenant registry the data plane serves from: a job runs only while its tenant is
-    /// registered and active (checked before each chunk).
-    registry: Option<Arc<Watcher>>,
+    /// What the data plane serves: a job runs only while the host would still serve its
+    /// tenant (registered, active, on this data plane; checked before each chunk).
+    tenants: Option<Arc<Tenants>>,
     metrics: BatchMetrics,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -146,7 +145,7 @@ impl BatchPlane {
         cfg: BatchConfig,
         backend: Arc<dyn Backend>,
         meter: Option<Arc<Meter>>,
-        registry: Option<Arc<Watcher>>,
+        tenants: Option<Arc<Tenants>>,
     ) -> Result<Arc<BatchPlane>> {
         std::fs::create_dir_all(&cfg.dir)
             .with_context(|| format!("creating {}", cfg.dir.display()))?;
@@ -155,7 +154,7 @@ impl BatchPlane {
             jobs: Mutex::new(HashMap::new()),
             backend,
             meter,
-            registry,
+            tenants,
             metrics: BatchMetrics::default(),
             workers: Mutex::new(Vec::new()),
             cfg,
@@ -214,18 +213,11 @@ impl BatchPlane {
         &self.metrics
     }
 
-    /// Why `tenant`'s jobs may not run now (suspended, or no longer registered), if so.
-    /// A suspended tenant's edge traffic is refused; its batch work stops with it.
+    /// Why `tenant`'s jobs may not run now, if so: the refusal its requests get (unknown,
+    /// suspended, or on another data plane), as `code: reason`.
     pub fn refusal(&self, tenant: &str) -> Option<String> {
-        let reg = Arc::clone(&self.registry.as_ref()?.current().registry);
-        match reg.tenant(tenant) {
-            None => Some("unknown_tenant: the tenant is no longer registered".to_string()),
-            Some(t) if t.status == TenantStatus::Suspended => Some(format!(
-                "tenant_suspended: {}",
-                t.status_reason.unwrap_or("suspended")
-            )),
-            Some(_) => None,
-        }
+        let e = self.tenants.as_ref()?.route(tenant).err()?;
+        Some(format!("{}: {}", e.error, e.reason))
     }
 
     /// The job `id` if it is `tenant`'s (another tenant's job is as absent as an unknown id).

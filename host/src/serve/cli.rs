@@ -12,6 +12,7 @@ use crate::metering::sink::{self, Meter};
 use crate::models::ModelStore;
 use crate::registry::watch::Watcher;
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::serve::tenants::Tenants;
 use anyhow::{Context, Result, bail};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -315,6 +316,7 @@ pub fn run(
     let opts = args.options();
     let meter = open_meter(state_dir, &args)?;
     let batch_meter = open_batch_meter(state_dir, &args)?;
+    let tenants = Arc::new(Tenants::new(watcher, opts.plane.clone())?);
     let rt = tokio::runtime::Runtime::new()?;
     let mut batch_plane = None;
     let served = rt.block_on(async {
@@ -338,7 +340,7 @@ pub fn run(
             args.batch_config(&data_dir),
             Arc::new(batch_backend),
             batch_meter,
-            Some(Arc::clone(&watcher)),
+            Some(Arc::clone(&tenants)),
         )?;
         batch_plane = Some(Arc::clone(&batch));
         let opts = Options {
@@ -346,7 +348,7 @@ pub fn run(
             batch: Some(batch),
             ..opts
         };
-        let app = App::new(identity, watcher, backend, &opts)?;
+        let app = App::new(identity, tenants, backend, &opts)?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;

@@ -35,7 +35,6 @@ pub mod wasm;
 
 use crate::batch::BatchPlane;
 use crate::metering::sink::Meter;
-use crate::registry::watch::Watcher;
 use admission::Admission;
 use anyhow::{Context, Result};
 use axum::serve::ListenerExt;
@@ -114,14 +113,14 @@ pub struct App {
 }
 
 impl App {
+    /// `tenants`: what this host serves (the batch plane checks its jobs against the same).
     pub fn new(
         identity: Identity,
-        watcher: Arc<Watcher>,
+        tenants: Arc<Tenants>,
         backend: Arc<dyn Backend>,
         opts: &Options,
     ) -> Result<Arc<App>> {
         let identity = Arc::new(identity);
-        let tenants = Arc::new(Tenants::new(watcher, opts.plane.clone())?);
         let readiness = Arc::new(Readiness::new());
         let mut metrics = Metrics::new(
             Arc::clone(&backend),

@@ -7,6 +7,7 @@ use bulkhead::serve::backend::{
     Backend, BackendError, BoxFuture, CacheStats, Call, CallStats, ModelId, Outcome, Prediction,
 };
 use bulkhead::serve::identity::Identity;
+use bulkhead::serve::tenants::Tenants;
 use bulkhead::serve::{App, Options};
 use bulkhead_registry::ModelRef;
 use bulkhead_testkit::client::{Response, http_request};
@@ -209,7 +210,8 @@ impl Server {
             Identity::from_jwks(&issuer.jwks().unwrap(), DEV_ISSUER, DEV_AUDIENCE, "org_id")
                 .unwrap();
         let watcher = Arc::new(Watcher::open(registry).unwrap());
-        let app = App::new(identity, watcher, backend, &opts).unwrap();
+        let tenants = Arc::new(Tenants::new(watcher, opts.plane.clone()).unwrap());
+        let app = App::new(identity, tenants, backend, &opts).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
