@@ -57,6 +57,14 @@ enum Building {
 /// The code that marks a missing category: past the end of any dictionary.
 const MISSING_CODE: u32 = u32::MAX;
 
+/// One value as [`BatchBuilder`] stores it: a category borrowed until it is new to its
+/// column's dictionary.
+enum Cell<'a> {
+    Number(f64),
+    Category(&'a str),
+    Missing,
+}
+
 struct BuildingColumn {
     name: String,
     values: Building,
@@ -89,6 +97,20 @@ impl BatchBuilder {
 
     /// Sets `name` in the current row.
     pub fn set(&mut self, name: &str, value: Value) -> Result<(), BatchError> {
+        match &value {
+            Value::Number(x) => self.put(name, Cell::Number(*x)),
+            Value::Category(s) => self.put(name, Cell::Category(s)),
+            Value::Missing => self.put(name, Cell::Missing),
+        }
+    }
+
+    /// Sets category `value` of `name` in the current row, copying it only the first time
+    /// the column sees it (a value repeated over many rows is one dictionary entry).
+    pub fn set_category(&mut self, name: &str, value: &str) -> Result<(), BatchError> {
+        self.put(name, Cell::Category(value))
+    }
+
+    fn put(&mut self, name: &str, value: Cell<'_>) -> Result<(), BatchError> {
         let row = self.rows.saturating_sub(1);
         let at = match self.by_name.get(name) {
             Some(&at) => at,
@@ -116,22 +138,22 @@ impl BatchBuilder {
             name: name.to_string(),
         };
         match (&mut column.values, value) {
-            (_, Value::Missing) => {}
-            (values @ Building::Unknown, Value::Number(x)) => {
+            (_, Cell::Missing) => {}
+            (values @ Building::Unknown, Cell::Number(x)) => {
                 let mut v = vec![f64::NAN; row];
                 v.push(x);
                 *values = Building::Numbers(v);
             }
-            (values @ Building::Unknown, Value::Category(s)) => {
+            (values @ Building::Unknown, Cell::Category(s)) => {
                 let mut codes = vec![MISSING_CODE; row];
                 codes.push(0);
                 *values = Building::Categories {
-                    index: HashMap::from([(s.clone(), 0)]),
-                    dictionary: vec![s],
+                    index: HashMap::from([(s.to_string(), 0)]),
+                    dictionary: vec![s.to_string()],
                     codes,
                 };
             }
-            (Building::Numbers(v), Value::Number(x)) => {
+            (Building::Numbers(v), Cell::Number(x)) => {
                 v.resize(row, f64::NAN);
                 v.push(x);
             }
@@ -141,25 +163,25 @@ impl BatchBuilder {
                     index,
                     codes,
                 },
-                Value::Category(s),
+                Cell::Category(s),
             ) => {
-                let code = match index.get(&s) {
+                let code = match index.get(s) {
                     Some(&code) => code,
                     None => {
                         let code = u32::try_from(dictionary.len())
                             .ok()
                             .filter(|&c| c < MISSING_CODE)
                             .ok_or(BatchError::TooLarge)?;
-                        index.insert(s.clone(), code);
-                        dictionary.push(s);
+                        index.insert(s.to_string(), code);
+                        dictionary.push(s.to_string());
                         code
                     }
                 };
                 codes.resize(row, MISSING_CODE);
                 codes.push(code);
             }
-            (Building::Numbers(_), Value::Category(_))
-            | (Building::Categories { .. }, Value::Number(_)) => return Err(mixed()),
+            (Building::Numbers(_), Cell::Category(_))
+            | (Building::Categories { .. }, Cell::Number(_)) => return Err(mixed()),
         }
         Ok(())
     }
@@ -332,6 +354,33 @@ mod tests {
         assert_eq!(
             batch_from_rows(&mixed).unwrap_err(),
             BatchError::MixedKinds { name: "x".into() }
+        );
+    }
+
+    #[test]
+    fn borrowed_categories_build_the_same_batch() {
+        let mut owned = BatchBuilder::new();
+        let mut borrowed = BatchBuilder::new();
+        for code in ["EWR", "JFK", "EWR", "EWR"] {
+            owned.next_row().unwrap();
+            owned.set("origin", Value::Category(code.into())).unwrap();
+            borrowed.next_row().unwrap();
+            borrowed.set_category("origin", code).unwrap();
+        }
+        assert_eq!(
+            borrowed.set_category("origin", "LGA").unwrap_err(),
+            BatchError::Twice {
+                name: "origin".into()
+            }
+        );
+        let (owned, borrowed) = (owned.finish(), borrowed.finish());
+        assert_eq!(owned, borrowed);
+        assert_eq!(
+            borrowed.columns[0].values,
+            ColumnValues::Categories(Categories {
+                dictionary: vec!["EWR".into(), "JFK".into()],
+                codes: vec![0, 1, 0, 0],
+            })
         );
     }
 }

@@ -79,8 +79,8 @@ pub fn parse(body: &[u8], b: &Bounds) -> Result<(DemandQuery, Batch), ApiError> 
             let day = first_day.saturating_add(d as i32);
             let add = |batch: &mut BatchBuilder| -> Result<(), super::backend::BatchError> {
                 batch.next_row()?;
-                batch.set("origin", Value::Category(l.origin.clone()))?;
-                batch.set("dest", Value::Category(l.dest.clone()))?;
+                batch.set_category("origin", &l.origin)?;
+                batch.set_category("dest", &l.dest)?;
                 batch.set("day", Value::Number(f64::from(day)))
             };
             add(&mut batch).map_err(|e| ApiError::bad_request(format!("lanes[{i}]: {e}")))?;
