@@ -349,10 +349,9 @@ fn render(o: &Opts, runs: &[Run], load_before: String, took: Duration) -> String
          transaction (BEGIN, `set_config` of the tenant for the row-level policy); each \
          lookup is then one Bind/Execute round trip of a statement prepared once per \
          connection, and the call's end rolls back. So a lookup costs a round trip over the \
-         socket, not query work, and at 100 rows those are most of the request (a \
-         transaction per lookup, as before, measured 397 µs per lookup and 62.7 ms p50 at \
-         100 rows, over the 50 ms limit). A batched `features.lookup` taking many keys \
-         would be the next step down.\n"
+         socket, not query work, and at 100 rows those are most of the request; SQLite in \
+         the same run is the baseline. A batched `features.lookup` taking many keys would be \
+         the next step down.\n"
     );
     s
 }
