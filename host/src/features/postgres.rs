@@ -463,9 +463,8 @@ impl PgTenantFeatures {
     }
 
     /// One lookup on `sessions` (the call's open transactions, opened here on first use):
-    /// one round trip once the session is open. A failed statement aborts PostgreSQL's
-    /// transaction, so the session is closed on any error and the next lookup opens a fresh
-    /// one; a session the server closed under us (idle timeout, restart) is retried once.
+    /// one round trip once the session is open; a session the server closed under us
+    /// (idle timeout, restart) is retried once.
     fn lookup_in(
         &self,
         sessions: &mut Sessions,
@@ -481,10 +480,6 @@ impl PgTenantFeatures {
             (&mut sessions.data, self.data.as_ref())
         };
         let sql = lookup_sql(table, placement, columns);
-        let kinds: Vec<Kind> = columns
-            .iter()
-            .map(|c| table.column(c).unwrap_or(Kind::Text))
-            .collect();
         let tenant_key: [&(dyn ToSql + Sync); 2] = [&key, &self.tenant];
         // The pool-tier SELECT binds the tenant as $2 too (the policy is the second wall).
         let params = if table.scope == Scope::Tenant && placement.tier == Tier::Pool {
@@ -492,45 +487,62 @@ impl PgTenantFeatures {
         } else {
             &tenant_key[..1]
         };
-        for attempt in 0..2 {
-            let reused = slot.is_some();
-            let mut session = match slot.take() {
-                Some(s) => s,
-                None => self.open(pool)?,
-            };
-            let answer = session
-                .conn
-                .statement(&sql, params.len())
-                .and_then(|st| session.conn.query_opt(&st, params));
-            match answer {
-                Ok(row) => {
-                    *slot = Some(session);
-                    return row.map(|r| values(&r, &kinds)).transpose();
-                }
-                Err(e) => {
-                    let closed = session.conn.is_closed()
-                        || e.is_closed()
-                        || e.code() == Some(&SqlState::ADMIN_SHUTDOWN);
-                    session.conn.forget_statements();
-                    drop(session);
-                    if closed && reused && attempt == 0 {
-                        continue;
-                    }
-                    // Not loaded yet (no schema or table): no such row, as for a tenant
-                    // without a SQLite file.
-                    if e.code() == Some(&SqlState::UNDEFINED_TABLE)
-                        || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME)
-                    {
-                        return Ok(None);
-                    }
-                    return Err(pg_err(e));
-                }
+        let mut answer = self.query_in(slot, pool, &sql, params);
+        if matches!(answer, Err(Failed::Query { stale: true, .. })) {
+            // The server closed the call's session under it (idle timeout, restart): once
+            // more, on a fresh one.
+            answer = self.query_in(slot, pool, &sql, params);
+        }
+        match answer {
+            Ok(row) => row.map(|r| values(&r, table, columns)).transpose(),
+            Err(Failed::Open(e)) => Err(e),
+            // Not loaded yet (no schema or table): no such row, as for a tenant without a
+            // SQLite file.
+            Err(Failed::Query { error, .. })
+                if error.code() == Some(&SqlState::UNDEFINED_TABLE)
+                    || error.code() == Some(&SqlState::INVALID_SCHEMA_NAME) =>
+            {
+                Ok(None)
+            }
+            Err(Failed::Query { error, .. }) => Err(pg_err(error)),
+        }
+    }
+
+    /// `sql` on the call's session in `slot` (opened from `pool` if there is none). A
+    /// failed statement aborts PostgreSQL's transaction, so on any error the session is
+    /// closed and the next lookup opens a fresh one.
+    fn query_in(
+        &self,
+        slot: &mut Option<Session>,
+        pool: Option<&PgPool>,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Failed> {
+        let reused = slot.is_some();
+        let mut session = match slot.take() {
+            Some(s) => s,
+            None => self.open(pool).map_err(Failed::Open)?,
+        };
+        let answer = session
+            .conn
+            .statement(sql, params.len())
+            .and_then(|st| session.conn.query_opt(&st, params));
+        match answer {
+            Ok(row) => {
+                *slot = Some(session);
+                Ok(row)
+            }
+            Err(error) => {
+                let closed = session.conn.is_closed()
+                    || error.is_closed()
+                    || error.code() == Some(&SqlState::ADMIN_SHUTDOWN);
+                session.conn.forget_statements();
+                Err(Failed::Query {
+                    error,
+                    stale: closed && reused,
+                })
             }
         }
-        Err(format!(
-            "feature store: tenant {}'s connection closed twice",
-            self.tenant
-        ))
     }
 
     /// A connection from `pool` inside a read-only transaction, with the tenant set for
@@ -590,6 +602,14 @@ impl Drop for Session {
     }
 }
 
+/// Why [`PgTenantFeatures::query_in`] failed.
+enum Failed {
+    /// No session could be opened (pool busy, connect refused): the plugin's error.
+    Open(String),
+    /// The statement failed; `stale` when it ran on a reused session the server had closed.
+    Query { error: postgres::Error, stale: bool },
+}
+
 /// A call's open sessions: the tenant's data pool, and (silo only) its public-table pool.
 #[derive(Default)]
 struct Sessions {
@@ -628,12 +648,13 @@ impl FeatureSource for PgCallFeatures {
     }
 }
 
-fn values(row: &Row, kinds: &[Kind]) -> Result<Vec<Value>, String> {
-    kinds
+/// The row's `columns` of `table` as values, each read by its schema kind.
+fn values(row: &Row, table: &Table, columns: &[String]) -> Result<Vec<Value>, String> {
+    columns
         .iter()
         .enumerate()
-        .map(|(i, kind)| {
-            Ok(match kind {
+        .map(|(i, c)| {
+            Ok(match table.column(c).unwrap_or(Kind::Text) {
                 Kind::Real => row
                     .try_get::<_, Option<f64>>(i)
                     .map_err(pg_err)?
