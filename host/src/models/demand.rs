@@ -12,8 +12,9 @@
 
 use super::evaluate::Evaluator;
 use super::gate::GateRecord;
+use super::pct;
 use super::registry::Note;
-use super::store::{Evaluation, ModelStore, PRODUCTION, Publish, TrainedOn, sha256_hex};
+use super::store::{Evaluation, ModelStore, PRODUCTION, Publish, TrainedOn, hex, sha256_hex};
 use crate::sandbox::{BatchBuilder, Value};
 use anyhow::{Context, Result, anyhow, bail};
 use bulkhead_demand_model::nyc::{self, Flight};
@@ -241,8 +242,8 @@ impl DemandTraining<'_> {
                 cv.version().to_string(),
                 format!(
                     "train: WAPE {} < seasonal naive {} on {n} holdout lane-days",
-                    pct(cand),
-                    pct(base)
+                    pct(cand, 1),
+                    pct(base, 1)
                 ),
             ),
             Some(r) => {
@@ -251,8 +252,8 @@ impl DemandTraining<'_> {
                     nv.version().to_string(),
                     format!(
                         "train: {r} (candidate WAPE {}, seasonal naive {}): serving seasonal naive",
-                        pct(cand),
-                        pct(base)
+                        pct(cand, 1),
+                        pct(base, 1)
                     ),
                 )
             }
@@ -326,11 +327,7 @@ fn rows_sha256(tenant: &str, rows: &[(Code, Code, i32)]) -> String {
     for (o, d, day) in rows {
         h.update(format!("{tenant},{o},{d},{}\n", days::format(*day)).as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".into(), |v| format!("{v:.1}%"))
+    hex(&h.finalize())
 }
 
 /// The table `bulkhead train --demand` prints.
@@ -351,8 +348,8 @@ pub fn table(reports: &[DemandReport]) -> String {
             r.train_flights,
             r.lanes,
             r.holdout_lane_days,
-            pct(r.candidate_wape),
-            pct(r.baseline_wape),
+            pct(r.candidate_wape, 1),
+            pct(r.baseline_wape, 1),
             r.decision
         );
     }

@@ -43,3 +43,8 @@ pub use store::{
     Evaluation, Manifest, ModelStore, ModelSummary, ModelVersion, PRODUCTION, Publish, StoreError,
     TrainedOn,
 };
+
+/// A percentage for the training tables (`-` when there is none).
+fn pct(x: Option<f64>, decimals: usize) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.decimals$}%"))
+}

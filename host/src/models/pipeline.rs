@@ -12,6 +12,7 @@
 
 use super::evaluate::{Evaluator, Scores};
 use super::gate::{self, Decision, GateConfig, GateRecord};
+use super::pct;
 use super::registry::Note;
 use super::store::{AlertScores, Evaluation, ModelStore, PRODUCTION, Publish, StoreError};
 use super::train::{
@@ -59,10 +60,6 @@ pub struct Pipeline<'a> {
     pub allow_global_below_on_time: bool,
     /// Who runs it (the alias history's `by`).
     pub by: String,
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".into(), |v| format!("{v:.2}%"))
 }
 
 impl Pipeline<'_> {
@@ -161,9 +158,9 @@ impl Pipeline<'_> {
         if pinned.is_none() && promote {
             let why = format!(
                 "train: global MAPE {} {} on time {} on {holdout_rows} holdout rows",
-                pct(scores.mape),
+                pct(scores.mape, 2),
                 if beats { "<" } else { ">= (allowed by flag)" },
-                pct(on_time)
+                pct(on_time, 2)
             );
             self.store.promote(
                 GLOBAL_MODEL,
@@ -243,8 +240,8 @@ impl Pipeline<'_> {
         };
         let why = format!(
             "train: candidate {} vs {global_label} {} on {holdout_rows} holdout rows, {train_rows} train rows (gate: < {:.1}%, >= {} rows)",
-            pct(scores.mape),
-            pct(global_scores.mape),
+            pct(scores.mape, 2),
+            pct(global_scores.mape, 2),
             self.gate.max_mape,
             self.gate.min_train_rows
         );
@@ -319,9 +316,9 @@ pub fn table(reports: &[Report]) -> String {
             r.version.as_deref().unwrap_or("-"),
             r.train_rows,
             r.holdout_rows,
-            pct(r.candidate_mape),
-            pct(r.global_mape),
-            pct(r.on_time_mape),
+            pct(r.candidate_mape, 2),
+            pct(r.global_mape, 2),
+            pct(r.on_time_mape, 2),
             r.decision,
             r.serving,
             alerts(r.alerts.0.as_ref(), r.alerts.1.as_ref())

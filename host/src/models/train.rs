@@ -8,7 +8,7 @@
 //! the rest. `train_partition_is_all_the_trainer_sees` (host/tests/training.rs) asserts
 //! on what a trainer was handed.
 
-use super::store::{Evaluation, TrainedOn};
+use super::store::{Evaluation, TrainedOn, hex};
 use crate::features::FeatureStores;
 use crate::features::featurize::{Coverage, featurize};
 use anyhow::{Context, Result, bail};
@@ -178,7 +178,7 @@ pub fn rows_sha256(rows: &[Flight]) -> String {
     for r in rows {
         h.update(r.canonical().as_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex(&h.finalize())
 }
 
 /// A learner: rows in, artifact bytes out. It is handed one partition's training rows
