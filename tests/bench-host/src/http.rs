@@ -17,28 +17,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(
-        bulkhead: &Path,
-        state_dir: &Path,
-        registry: &Path,
-        data_dir: &Path,
-        addr: SocketAddr,
-        cache_entries: usize,
-        log: &Path,
-    ) -> Result<Server> {
-        Server::start_with(
-            bulkhead,
-            state_dir,
-            registry,
-            data_dir,
-            addr,
-            cache_entries,
-            log,
-            &[],
-        )
-    }
-
-    /// [`Server::start`] with more `serve` flags.
+    /// `bulkhead serve` on `addr` with `extra` flags, its stderr to `log`.
     #[allow(clippy::too_many_arguments)]
     pub fn start_with(
         bulkhead: &Path,

@@ -267,7 +267,7 @@ fn main() -> Result<()> {
     let token = |t: &str| tokens.get(t).cloned().unwrap_or_default();
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     log(&format!("starting bulkhead serve on {addr}"));
-    let server = Server::start(
+    let server = Server::start_with(
         &args.bulkhead,
         &state_dir,
         &registry,
@@ -275,6 +275,7 @@ fn main() -> Result<()> {
         addr,
         args.cache_entries,
         &args.work.join("serve.log"),
+        &[],
     )?;
     let pid = server.pid();
     rep.rss_idle_kib = status_kib(pid, "VmRSS").unwrap_or(0);
