@@ -146,7 +146,9 @@ impl Admission {
     }
 
     /// A slot for `tenant` (whose cap is `cap`, in `class`), waiting at most the
-    /// configured time; as many may wait as run.
+    /// configured time; as many may wait as run. (The tests' shorthand: requests come
+    /// with their plan's queue, [`Admission::admit_queued`].)
+    #[cfg(test)]
     pub async fn admit(
         &self,
         tenant: &str,
