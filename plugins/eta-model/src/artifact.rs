@@ -258,14 +258,10 @@ impl Artifact {
         ];
         let mut out: Vec<Lane> = Vec::with_capacity(lanes as usize);
         for _ in 0..lanes {
-            let origin = r.take::<4>()?;
-            let dest = r.take::<4>()?;
-            if !Code::is_valid(origin) || !Code::is_valid(dest) {
-                return Err(err("lane with an invalid airport code"));
-            }
+            let (origin, dest) = r.lane()?;
             let lane = Lane {
-                origin: Code(origin),
-                dest: Code(dest),
+                origin,
+                dest,
                 rows: r.u32()?,
                 distance: r.f32("lane distance")?,
                 effect: r.floats("lane effect")?,

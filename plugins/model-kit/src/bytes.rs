@@ -1,6 +1,7 @@
 //! Reading an artifact: little-endian fields with every bound checked, so a truncated or
 //! hostile artifact is an error, never a panic.
 
+use crate::code::Code;
 use std::fmt;
 
 /// Why bytes could not be read.
@@ -70,6 +71,16 @@ impl<'a> Reader<'a> {
             return Err(ArtifactError("unknown flags".into()));
         }
         Ok(flags)
+    }
+
+    /// A lane's (origin, destination) airport codes, each checked as [`Code::parse`]
+    /// would make it.
+    pub fn lane(&mut self) -> Result<(Code, Code), ArtifactError> {
+        let (origin, dest) = (self.take::<4>()?, self.take::<4>()?);
+        if !Code::is_valid(origin) || !Code::is_valid(dest) {
+            return Err(ArtifactError("lane with an invalid airport code".into()));
+        }
+        Ok((Code(origin), Code(dest)))
     }
 
     pub fn u16(&mut self) -> Result<u16, ReadError> {
