@@ -394,6 +394,23 @@ pub fn bulkhead_cli(state: &std::path::Path, args: &[&str]) -> anyhow::Result<St
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `POST /v1/eta` with `body` through the shipped edge's plain listener (`edge`), with a
+/// fresh dev-issuer token of `org`.
+pub fn edge_eta(
+    state: &std::path::Path,
+    envoy: &Envoy,
+    org: &str,
+    body: &[u8],
+) -> anyhow::Result<Response> {
+    let token = bulkhead_cli(state, &["token", "--org", org])?;
+    let auth = format!("Bearer {}", token.trim());
+    let h = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    bulkhead_testkit::http_request(envoy.listener_port("edge"), "POST", "/v1/eta", &h, body)
+}
+
 /// The host ports of the data planes the shipped edge routes to.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanePorts {

@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_e2e::{
-    KillOnDrop, PlanePorts, bulkhead_cli, dev_tls, free_port, spawn_control, spawn_tls_host,
-    start_edge, wait_until,
+    KillOnDrop, PlanePorts, bulkhead_cli, dev_tls, edge_eta, free_port, spawn_control,
+    spawn_tls_host, start_edge, wait_until,
 };
 use bulkhead_testkit::postgres::Cluster;
-use bulkhead_testkit::{Envoy, Response, http_request};
+use bulkhead_testkit::{Envoy, Response};
 use proxy_wasm_harness::workspace_root;
 use serde_json::{Value, json};
 
@@ -231,20 +231,7 @@ impl Stack {
     }
 
     fn eta(&self, org: &str, body: &str) -> Response {
-        let token = cli(&self.state, &["token", "--org", org]);
-        let auth = format!("Bearer {}", token.trim());
-        let h = [
-            ("content-type", "application/json"),
-            ("authorization", auth.as_str()),
-        ];
-        http_request(
-            self.envoy.listener_port("edge"),
-            "POST",
-            "/v1/eta",
-            &h,
-            body.as_bytes(),
-        )
-        .unwrap()
+        edge_eta(&self.state, &self.envoy, org, body.as_bytes()).unwrap()
     }
 
     /// The one prediction of `body` sent through the edge with `org`'s token.

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use bulkhead_e2e::{
-    KillOnDrop, PlanePorts, bulkhead_cli, dev_tls, free_port, spawn_control, spawn_tls_host,
-    start_edge, wait_until,
+    KillOnDrop, PlanePorts, bulkhead_cli, dev_tls, edge_eta, free_port, spawn_control,
+    spawn_tls_host, start_edge, wait_until,
 };
-use bulkhead_testkit::{Envoy, Response, http_request};
+use bulkhead_testkit::{Envoy, Response};
 use proxy_wasm_harness::workspace_root;
 use serde_json::{Value, json};
 
@@ -72,20 +72,7 @@ impl Edge {
     }
 
     fn eta(&self, org: &str) -> Response {
-        let token = cli(&self.state, &["token", "--org", org]);
-        let auth = format!("Bearer {}", token.trim());
-        let h = [
-            ("content-type", "application/json"),
-            ("authorization", auth.as_str()),
-        ];
-        http_request(
-            self.envoy.listener_port("edge"),
-            "POST",
-            "/v1/eta",
-            &h,
-            ROW.as_bytes(),
-        )
-        .unwrap()
+        edge_eta(&self.state, &self.envoy, org, ROW.as_bytes()).unwrap()
     }
 }
 
